@@ -1,0 +1,85 @@
+"""The CSV schemas of a run directory, defined once.
+
+Every writer and reader of ``clean.csv``, ``trials.csv``, ``summary.csv``,
+``best.csv``, ``edges.csv`` and ``correlation.csv`` takes its column names and
+dtypes from here.
+
+Run directory layout::
+
+    RUN_DIR/
+      config.toml        resolved configuration (grid, model, signs, leaves, seed, fingerprints)
+      clean.csv          CLEAN_COLUMNS, one row per sign
+      trials.csv         TRIAL_COLUMNS, one row per trial, in trial_id order
+      summary.csv        SUMMARY_COLUMNS, success rates by factor
+      best.csv           TRIAL_COLUMNS + ``image``: the strongest trial per sign
+      best/*.png         clean | attacked pairs
+      edges.csv          EDGE_COLUMNS (trial_id + one column per edge metric)
+      correlation.csv    CORRELATION_COLUMNS
+      figures/*.png, report.html
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+TRIAL_COLUMNS: Final[dict[str, str]] = {
+    "trial_id": "int64",  # stable index in the documented enumeration order
+    "sign_id": "int64",  # index of the sign in the run's sign set
+    "sign_file": "string",  # identifier of the sign image inside its source
+    "true_label": "int64",  # index into the model's class names
+    "true_name": "string",
+    "leaf_id": "string",  # id of the leaf in the leaf library
+    "species": "string",
+    "colour": "string",  # the fall colour the leaf was recoloured to ("natural" = as shipped)
+    "size": "float64",  # leaf's longest side as a fraction of the sign image width
+    "angle": "float64",  # degrees counter-clockwise
+    "x": "float64",  # leaf centre, fraction of the sign image width (0 = left)
+    "y": "float64",  # leaf centre, fraction of the sign image height (0 = top)
+    "occluded_frac": "float64",  # fraction of the sign mask covered by the leaf (alpha-weighted)
+    "pred_label": "int64",
+    "pred_name": "string",
+    "pred_conf": "float64",  # probability of pred_label
+    "true_conf": "float64",  # probability of true_label
+    "success": "bool",
+}
+
+CLEAN_COLUMNS: Final[dict[str, str]] = {
+    "sign_id": "int64",
+    "sign_file": "string",
+    "true_label": "int64",
+    "true_name": "string",
+    "pred_label": "int64",
+    "pred_name": "string",
+    "pred_conf": "float64",
+    "true_conf": "float64",
+    "correct": "bool",  # clean prediction equals the true label; only these signs are attacked
+}
+
+SUMMARY_COLUMNS: Final[dict[str, str]] = {
+    "factor": "string",  # e.g. "overall", "sign_class", "species", "sign_class x species"
+    "level": "string",  # value of the factor, e.g. "stop" or "stop | maple"
+    "trials": "int64",
+    "successes": "int64",
+    "rate": "float64",
+    "ci_low": "float64",  # 95% Wilson interval
+    "ci_high": "float64",
+}
+
+CORRELATION_COLUMNS: Final[dict[str, str]] = {
+    "subset": "string",  # "all", "species=maple", "size=0.3", ...
+    "target": "string",  # "success" or "conf_drop"
+    "metric": "string",
+    "n": "int64",
+    "point_biserial_r": "float64",  # Pearson r for the continuous target
+    "p_value": "float64",
+    "p_adjusted": "float64",  # Benjamini-Hochberg across metrics within subset and target
+    "spearman_rho": "float64",
+    "spearman_p": "float64",
+    "auc": "float64",  # ROC AUC (success target only)
+    "auc_ci_low": "float64",
+    "auc_ci_high": "float64",
+    "odds_ratio": "float64",  # per standard deviation of the metric (success target only)
+}
+
+SUMMARY_FACTORS: Final[tuple[str, ...]] = ("sign_class", "species", "colour", "size", "angle")
+"""Factors that summary.csv breaks success down by, singly; plus ``sign_class x species``."""
