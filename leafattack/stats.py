@@ -1,0 +1,599 @@
+"""Statistics of attack outcomes: rates with intervals, and metric-outcome correlations.
+
+Everything here is pure numpy / scipy and deterministic given its ``seed``:
+
+* :func:`wilson_interval` for success rates (summary.csv);
+* :func:`point_biserial`, :func:`spearman`, :func:`roc_auc`,
+  :func:`bootstrap_auc_ci`, :func:`logistic_odds_ratio` and
+  :func:`benjamini_hochberg` for how well an edge metric predicts success;
+* :func:`correlation_table` assembles them into the rows of correlation.csv
+  (``leafattack.schema.CORRELATION_COLUMNS``) and
+  :func:`format_correlation_table` prints one subset for the CLI.
+
+Missing values: every function drops the observations in which any of its
+inputs is NaN before computing. Degenerate input (fewer than three
+observations, a constant variable, only one outcome class) gives NaN
+statistics, never an exception.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Final
+
+import numpy as np
+import pandas as pd
+from scipy import special
+
+from leafattack.errors import LeafattackError
+from leafattack.schema import CORRELATION_COLUMNS
+
+Z_95: Final[float] = 1.959963984540054
+"""Two-sided 95 % standard-normal quantile."""
+
+_NAN2: Final[tuple[float, float]] = (math.nan, math.nan)
+
+
+def wilson_interval(
+    successes: np.ndarray | int, trials: np.ndarray | int, z: float = Z_95
+) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval for binomial proportions (95 % by default).
+
+    Args:
+        successes: int (any shape), 0 <= successes <= trials.
+        trials: int, broadcastable against ``successes``, >= 0.
+        z: standard-normal quantile of the interval (1.96 for 95 %).
+
+    Returns:
+        ``(low, high)``, float64 arrays of the broadcast shape, within [0, 1]
+        (exactly 0 when there are no successes, exactly 1 when all succeed);
+        NaN where ``trials == 0``.
+
+    Example:
+        >>> low, high = wilson_interval(5, 10)
+        >>> round(float(low), 4), round(float(high), 4)
+        (0.2366, 0.7634)
+    """
+    k = np.asarray(successes, dtype=np.float64)
+    n = np.asarray(trials, dtype=np.float64)
+    if np.any(n < 0) or np.any(k < 0) or np.any(k > n):
+        raise ValueError("wilson_interval needs 0 <= successes <= trials for every entry")
+    if not (math.isfinite(z) and z > 0):
+        raise ValueError(f"z={z!r}: expected a positive finite quantile")
+    k, n = np.broadcast_arrays(k, n)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = k / n
+        z2n = z * z / n
+        centre = (p + z2n / 2) / (1 + z2n)
+        half = z / (1 + z2n) * np.sqrt(p * (1 - p) / n + z2n / (4 * n))
+    low = np.clip(centre - half, 0.0, 1.0)
+    high = np.clip(centre + half, 0.0, 1.0)
+    low = np.where(k == 0, 0.0, low)
+    high = np.where(k == n, 1.0, high)
+    empty = n == 0
+    return np.where(empty, np.nan, low), np.where(empty, np.nan, high)
+
+
+def _complete(*arrays: np.ndarray | Sequence[float]) -> list[np.ndarray]:
+    """The arrays as float64 1-D, restricted to positions where none is NaN."""
+    arrs = [np.asarray(a, dtype=np.float64).ravel() for a in arrays]
+    sizes = {a.size for a in arrs}
+    if len(sizes) != 1:
+        raise ValueError(f"inputs have different lengths {[a.size for a in arrs]}, expected equal")
+    keep = np.ones(arrs[0].size, dtype=bool)
+    for a in arrs:
+        keep &= ~np.isnan(a)
+    return [a[keep] for a in arrs]
+
+
+def _binary(name: str, values: np.ndarray) -> None:
+    if np.any((values != 0) & (values != 1)):
+        raise ValueError(f"{name} must hold only 0/1 or False/True (NaN = missing)")
+
+
+def _pearson(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Pearson r and two-sided p (t test, n - 2 df) of complete float64 data."""
+    n = x.size
+    if n < 3:
+        return _NAN2
+    if np.all(x == x[0]) or np.all(y == y[0]):
+        return _NAN2
+    xc = x - x.mean()
+    yc = y - y.mean()
+    sxx = float(xc @ xc)
+    syy = float(yc @ yc)
+    if sxx == 0.0 or syy == 0.0:
+        return _NAN2
+    r = float(np.clip((xc @ yc) / math.sqrt(sxx * syy), -1.0, 1.0))
+    # P(|T| >= |t|) for T ~ t(n - 2) equals the regularized I_{1 - r^2}((n - 2) / 2, 1 / 2).
+    p = float(special.betainc((n - 2) / 2, 0.5, 1.0 - r * r)) if abs(r) < 1 else 0.0
+    return r, p
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """Average ranks (1-based, ties get the mean of their positions) of a 1-D array."""
+    order = np.argsort(x, kind="mergesort")
+    sorted_x = x[order]
+    starts = np.flatnonzero(np.r_[True, sorted_x[1:] != sorted_x[:-1]])
+    ends = np.r_[starts[1:], x.size]
+    avg = (starts + ends + 1) / 2.0  # mean of the 1-based positions starts+1 .. ends
+    ranks = np.empty(x.size, dtype=np.float64)
+    ranks[order] = np.repeat(avg, ends - starts)
+    return ranks
+
+
+def point_biserial(metric: np.ndarray, success: np.ndarray) -> tuple[float, float]:
+    """Point-biserial correlation of a metric with a binary outcome.
+
+    This is Pearson's r between the metric and success coded 0/1, with the
+    two-sided p-value of the t test on n - 2 degrees of freedom (the same
+    numbers as ``scipy.stats.pointbiserialr``).
+
+    Args:
+        metric: float (n,); NaN = missing.
+        success: bool or 0/1 (n,); NaN = missing.
+
+    Returns:
+        ``(r, p)``: r in [-1, 1], p in [0, 1]; ``(nan, nan)`` when fewer than 3
+        complete pairs remain, the metric is constant, or all outcomes are equal.
+
+    Example:
+        >>> r, p = point_biserial(np.array([1.0, 2.0, 3.0, 4.0]), np.array([0, 0, 1, 1]))
+        >>> round(r, 4), round(p, 4)
+        (0.8944, 0.1056)
+    """
+    x, y = _complete(metric, success)
+    _binary("success", y)
+    return _pearson(x, y)
+
+
+def pearson(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Pearson r and two-sided p-value (as ``scipy.stats.pearsonr``); NaN pairs dropped.
+
+    ``(nan, nan)`` for fewer than 3 complete pairs or a constant variable.
+
+    Example:
+        >>> r, p = pearson(np.array([1.0, 2.0, 3.0]), np.array([2.0, 4.0, 6.5]))
+        >>> round(r, 4)
+        0.9979
+    """
+    a, b = _complete(x, y)
+    return _pearson(a, b)
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Spearman rank correlation and two-sided p-value (as ``scipy.stats.spearmanr``).
+
+    Pearson's r of the average ranks, p from the t distribution with n - 2
+    degrees of freedom. NaN pairs dropped; ``(nan, nan)`` when fewer than 3
+    remain or either variable is constant.
+
+    Example:
+        >>> rho, p = spearman(np.array([1.0, 2.0, 3.0, 4.0]), np.array([1.0, 3.0, 2.0, 4.0]))
+        >>> round(rho, 2)
+        0.8
+    """
+    a, b = _complete(x, y)
+    if a.size < 3:
+        return _NAN2
+    return _pearson(_ranks(a), _ranks(b))
+
+
+def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve of ``scores`` for predicting ``labels``.
+
+    The probability that a random positive scores higher than a random
+    negative, ties counting one half: the Mann-Whitney U of the positives
+    divided by ``n1 * n0``, from average ranks.
+
+    Args:
+        scores: float (n,), higher = more likely positive; NaN = missing.
+        labels: bool or 0/1 (n,).
+
+    Returns:
+        AUC in [0, 1]; NaN when either class is empty.
+
+    Example:
+        >>> roc_auc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1]))
+        0.75
+    """
+    s, y = _complete(scores, labels)
+    _binary("labels", y)
+    pos = y == 1
+    n1 = int(pos.sum())
+    n0 = y.size - n1
+    if n1 == 0 or n0 == 0:
+        return math.nan
+    rank_sum = float(_ranks(s)[pos].sum())
+    return (rank_sum - n1 * (n1 + 1) / 2) / (n1 * n0)
+
+
+_BOOT_BLOCK_ELEMENTS: Final[int] = 250_000
+"""Bootstrap replicates are drawn in blocks of about this many indices (bounded memory,
+cache-sized histograms). Part of the definition of the draws: changing it changes them."""
+
+
+def bootstrap_auc_ci(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float]:
+    """Stratified percentile bootstrap confidence interval of :func:`roc_auc`.
+
+    Each replicate resamples the positives and the negatives separately, with
+    replacement and at their original counts (so no replicate lacks a class).
+    Replicates are evaluated together, without sorting: a replicate's
+    negatives become counts over the sorted negative scores, their cumulative
+    sum says how many drawn negatives lie below (and up to) each score, and
+    the AUC is the mean over drawn positives of (below + up to) / 2.
+    Indices are drawn with ``np.random.default_rng(seed).integers`` in blocks
+    of replicates (positives, then negatives, per block), and refer to each
+    class's scores sorted ascending; the result depends only on the data,
+    ``n_boot`` and ``seed``.
+
+    Args:
+        scores: float (n,); labels: bool or 0/1 (n,). NaN scores are dropped.
+        n_boot: number of replicates, >= 1.
+        seed: seed of the generator.
+        level: coverage of the interval, in (0, 1).
+
+    Returns:
+        ``(low, high)``: the ``(1 - level) / 2`` and ``(1 + level) / 2`` quantiles
+        of the replicate AUCs; ``(nan, nan)`` when a class is empty.
+
+    Example:
+        >>> rng = np.random.default_rng(1)
+        >>> y = rng.integers(0, 2, 400); s = y + rng.normal(0, 1, 400)
+        >>> low, high = bootstrap_auc_ci(s, y, n_boot=200)
+        >>> bool(low < roc_auc(s, y) < high)
+        True
+    """
+    if not isinstance(n_boot, int | np.integer) or isinstance(n_boot, bool) or n_boot < 1:
+        raise ValueError(f"n_boot={n_boot!r}: expected an integer >= 1")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level={level!r}: expected a coverage in (0, 1)")
+    s, y = _complete(scores, labels)
+    _binary("labels", y)
+    pos = np.sort(s[y == 1])
+    neg = np.sort(s[y == 0])
+    n1, n0 = pos.size, neg.size
+    if n1 == 0 or n0 == 0:
+        return _NAN2
+    # For each positive: how many negatives lie strictly below it, and up to it (ties).
+    below = np.searchsorted(neg, pos, side="left")
+    upto = np.searchsorted(neg, pos, side="right")
+    tied = bool(np.any(below != upto))
+    rng = np.random.default_rng(seed)
+    block = max(1, _BOOT_BLOCK_ELEMENTS // (n1 + n0))
+    aucs = np.empty(n_boot, dtype=np.float64)
+    for start in range(0, n_boot, block):
+        b = min(block, n_boot - start)
+        pos_draw = rng.integers(0, n1, size=(b, n1))
+        neg_draw = rng.integers(0, n0, size=(b, n0))
+        counts = np.bincount((neg_draw + (np.arange(b) * n0)[:, None]).ravel(), minlength=b * n0)
+        # cum[r, k] = number of drawn negatives of replicate r among the k lowest negatives
+        cum = np.zeros((b, n0 + 1), dtype=np.int64)
+        np.cumsum(counts.reshape(b, n0), axis=1, out=cum[:, 1:])
+        flat = cum.ravel()
+        row = (np.arange(b) * (n0 + 1))[:, None]
+        under = flat[below[pos_draw] + row].sum(axis=1)
+        up_to = flat[upto[pos_draw] + row].sum(axis=1) if tied else under
+        aucs[start : start + b] = (under + up_to) / (2.0 * n1 * n0)
+    alpha = (1.0 - level) / 2.0
+    low, high = np.quantile(aucs, [alpha, 1.0 - alpha])
+    return float(low), float(high)
+
+
+def logistic_odds_ratio(x: np.ndarray, success: np.ndarray) -> float:
+    """Odds ratio of success per standard deviation of ``x``, from a logistic fit.
+
+    Fits ``logit P(success) = a + b * z`` by maximum likelihood (Newton-Raphson
+    with step halving), where ``z = (x - mean(x)) / std(x)`` (sample standard
+    deviation, ddof = 1), and returns ``exp(b)``.
+
+    Args:
+        x: float (n,); success: bool or 0/1 (n,). NaN pairs are dropped.
+
+    Returns:
+        The odds ratio, > 0. When the data are perfectly or quasi-perfectly
+        separated (every success has ``x`` >= every failure, or <=) the
+        maximum-likelihood slope is infinite and the result is ``inf`` (success
+        grows with ``x``) or ``0.0`` (it falls). NaN for fewer than 3 complete
+        pairs, a constant ``x``, or only one outcome class.
+
+    Example:
+        >>> x = np.array([0.0, 1.0, 2.0, 3.0, 4.0, 5.0])
+        >>> round(logistic_odds_ratio(x, np.array([0, 1, 0, 1, 0, 1])), 3)
+        1.966
+        >>> logistic_odds_ratio(x, np.array([0, 0, 0, 1, 1, 1]))
+        inf
+    """
+    xs, y = _complete(x, success)
+    _binary("success", y)
+    n = y.size
+    if n < 3:
+        return math.nan
+    n_success = int(y.sum())
+    if n_success == 0 or n_success == n:
+        return math.nan
+    sd = float(np.std(xs, ddof=1))
+    if not sd > 0 or np.all(xs == xs[0]):
+        return math.nan
+    z = (xs - xs.mean()) / sd
+    ok = y == 1
+    if z[~ok].max() <= z[ok].min():
+        return math.inf
+    if z[ok].max() <= z[~ok].min():
+        return 0.0
+
+    design = np.column_stack([np.ones(n), z])
+
+    def loglik(beta: np.ndarray) -> float:
+        eta = design @ beta
+        # log(1 + exp(eta)) computed stably
+        return float(y @ eta - np.logaddexp(0.0, eta).sum())
+
+    mean_y = n_success / n
+    beta = np.array([math.log(mean_y / (1 - mean_y)), 0.0])
+    current = loglik(beta)
+    for _ in range(100):
+        prob = special.expit(design @ beta)
+        gradient = design.T @ (y - prob)
+        weights = prob * (1 - prob)
+        hessian = design.T @ (design * weights[:, None])
+        try:
+            step = np.linalg.solve(hessian, gradient)
+        except np.linalg.LinAlgError:
+            break
+        scale = 1.0
+        while scale > 1e-10:
+            candidate = beta + scale * step
+            value = loglik(candidate)
+            if value >= current - 1e-12:
+                break
+            scale /= 2
+        else:
+            break
+        beta, current = candidate, value
+        if np.max(np.abs(scale * step)) < 1e-10:
+            break
+    with np.errstate(over="ignore"):
+        return float(np.exp(beta[1]))
+
+
+def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values (false discovery rate).
+
+    ``p_adj[i] = min over j with p[j] >= p[i] of p[j] * m / rank(j)``, capped at
+    1, where m is the number of non-NaN p-values; NaNs stay NaN in place. On
+    input without NaN this equals ``scipy.stats.false_discovery_control(p, method='bh')``.
+
+    Args:
+        p: float (m,), p-values in [0, 1] or NaN.
+
+    Returns:
+        float64 (m,), adjusted p-values in [0, 1], monotone in ``p``.
+
+    Example:
+        >>> benjamini_hochberg(np.array([0.01, 0.04, 0.03, np.nan])).tolist()
+        [0.03, 0.04, 0.04, nan]
+    """
+    arr = np.asarray(p, dtype=np.float64)
+    if arr.ndim != 1:
+        raise ValueError(f"p has shape {arr.shape}, expected (m,)")
+    finite = ~np.isnan(arr)
+    values = arr[finite]
+    if np.any((values < 0) | (values > 1)):
+        raise ValueError("p-values must lie in [0, 1] (NaN = missing)")
+    out = np.full(arr.shape, np.nan)
+    m = values.size
+    if m == 0:
+        return out
+    order = np.argsort(values, kind="mergesort")
+    scaled = values[order] * m / np.arange(1, m + 1)
+    adjusted = np.minimum.accumulate(scaled[::-1])[::-1]
+    result = np.empty(m)
+    result[order] = np.minimum(adjusted, 1.0)
+    out[finite] = result
+    return out
+
+
+# --------------------------------------------------------------------------- tables
+
+_SUCCESS: Final[str] = "success"
+_CONF_DROP: Final[str] = "conf_drop"
+
+
+def _numeric_column(df: pd.DataFrame, col: str) -> np.ndarray:
+    if col not in df.columns:
+        raise LeafattackError(
+            f"column {col!r} not found (available: {', '.join(map(str, df.columns))})"
+        )
+    try:
+        return df[col].to_numpy(dtype=np.float64, na_value=np.nan)
+    except (TypeError, ValueError):
+        raise LeafattackError(f"column {col!r} is not numeric (dtype {df[col].dtype})") from None
+
+
+def _subsets(df: pd.DataFrame, by: Sequence[str]) -> list[tuple[str, np.ndarray]]:
+    """("all", all rows), then (f"{col}={value}", rows) for each column and sorted value."""
+    subsets = [("all", np.ones(len(df), dtype=bool))]
+    for col in by:
+        if col not in df.columns:
+            raise LeafattackError(
+                f"column {col!r} to break correlations down by not found "
+                f"(available: {', '.join(map(str, df.columns))})"
+            )
+        column = df[col]
+        for value in sorted(column.dropna().unique()):
+            subsets.append((f"{col}={value}", (column == value).to_numpy(dtype=bool)))
+    return subsets
+
+
+def _target_stats(
+    target: str, x: np.ndarray, y: np.ndarray, n_boot: int, seed: int
+) -> dict[str, float | int]:
+    xs, ys = _complete(x, y)
+    row: dict[str, float | int] = {"n": xs.size}
+    r, p = _pearson(xs, ys)
+    auc = low = high = odds = math.nan
+    # A NaN r means n < 3, a constant metric or a constant target: all statistics stay NaN.
+    if target == _SUCCESS and not math.isnan(r):
+        auc = roc_auc(xs, ys)
+        low, high = bootstrap_auc_ci(xs, ys, n_boot=n_boot, seed=seed)
+        odds = logistic_odds_ratio(xs, ys)
+    rho, rho_p = spearman(xs, ys)
+    row.update(
+        point_biserial_r=r,
+        p_value=p,
+        spearman_rho=rho,
+        spearman_p=rho_p,
+        auc=auc,
+        auc_ci_low=low,
+        auc_ci_high=high,
+        odds_ratio=odds,
+    )
+    return row
+
+
+def correlation_table(
+    df: pd.DataFrame,
+    metrics: Sequence[str],
+    *,
+    success_col: str = "success",
+    conf_drop_col: str | None = "conf_drop",
+    by: Sequence[str] = ("species", "size"),
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """How well each edge metric predicts the attack outcome, overall and by subset.
+
+    One row per (subset, target, metric), with exactly the columns of
+    ``leafattack.schema.CORRELATION_COLUMNS`` in that order and with their
+    dtypes. Subsets: ``"all"``, then ``f"{col}={value}"`` for each column of
+    ``by`` and each of its values (sorted; NaN values skipped). Targets:
+
+    ``"success"`` (bool): point-biserial r and p, Spearman rho and p, ROC AUC
+        with its stratified bootstrap CI, odds ratio per SD of the metric.
+    ``"conf_drop"`` (float, e.g. clean minus attacked true-class confidence):
+        Pearson r and p (in the ``point_biserial_r`` / ``p_value`` columns),
+        Spearman; AUC, CI and odds ratio NaN. Left out when ``conf_drop_col``
+        is None.
+
+    ``n`` counts the rows where both the metric and the target are present.
+    ``p_adjusted`` is Benjamini-Hochberg over the metrics within each
+    (subset, target). Degenerate subsets (n < 3, a constant metric, all
+    successes or all failures) give NaN statistics. Every bootstrap uses
+    ``seed``, so the table is reproducible.
+
+    Args:
+        df: one row per trial with the metric, target and ``by`` columns.
+        metrics: metric columns, in output order.
+        success_col, conf_drop_col: target columns.
+        by: columns to break down by.
+        n_boot, seed: bootstrap replicates and seed for the AUC intervals.
+
+    Raises:
+        LeafattackError: a named column is missing, not numeric, or the success
+            column holds values other than 0/1/True/False.
+
+    Example:
+        >>> df = pd.DataFrame({"m": [0.1, 0.5, 0.3, 0.9, 0.7, 0.2],
+        ...                    "success": [False, True, False, True, True, False],
+        ...                    "conf_drop": [0.0, 0.4, 0.1, 0.8, 0.5, 0.1]})
+        >>> t = correlation_table(df, ["m"], by=(), n_boot=50)
+        >>> t[["subset", "target", "metric", "n", "auc"]].values.tolist()
+        [['all', 'success', 'm', 6, 1.0], ['all', 'conf_drop', 'm', 6, nan]]
+    """
+    if not isinstance(n_boot, int | np.integer) or isinstance(n_boot, bool) or n_boot < 1:
+        raise ValueError(f"n_boot={n_boot!r}: expected an integer >= 1")
+    metrics = list(metrics)
+    metric_values = {name: _numeric_column(df, name) for name in metrics}
+    targets = {_SUCCESS: _numeric_column(df, success_col)}
+    if np.any((targets[_SUCCESS] != 0) & (targets[_SUCCESS] != 1) & ~np.isnan(targets[_SUCCESS])):
+        raise LeafattackError(f"column {success_col!r} must hold only True/False or 0/1")
+    if conf_drop_col is not None:
+        targets[_CONF_DROP] = _numeric_column(df, conf_drop_col)
+    rows: list[dict[str, str | float | int]] = []
+    for subset, rows_mask in _subsets(df, by):
+        for target, y in targets.items():
+            block: list[dict[str, str | float | int]] = []
+            for name in metrics:
+                stats = _target_stats(
+                    target, metric_values[name][rows_mask], y[rows_mask], n_boot, seed
+                )
+                block.append({"subset": subset, "target": target, "metric": name, **stats})
+            adjusted = benjamini_hochberg(np.array([row["p_value"] for row in block], float))
+            for row, p_adj in zip(block, adjusted, strict=True):
+                row["p_adjusted"] = float(p_adj)
+            rows.extend(block)
+    table = pd.DataFrame(rows, columns=list(CORRELATION_COLUMNS))
+    return table.astype(CORRELATION_COLUMNS)
+
+
+def _fmt(value: float, spec: str) -> str:
+    if pd.isna(value):
+        return "-"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return format(value, spec)
+
+
+def _fmt_p(value: float) -> str:
+    if pd.isna(value):
+        return "-"
+    if value < 1e-4:
+        return f"{value:.1e}"
+    return f"{value:.4f}"
+
+
+def format_correlation_table(table: pd.DataFrame, subset: str = "all") -> str:
+    """A fixed-width text rendering of one subset of a :func:`correlation_table`.
+
+    One block per target, one line per metric sorted by |r| (largest first,
+    NaN last), columns: metric, n, r, p_adj (BH), rho, AUC [95 % CI], OR (per SD).
+    Missing values print as ``-``.
+
+    Raises:
+        LeafattackError: the table has no rows for ``subset``.
+
+    Example:
+        >>> df = pd.DataFrame({"m": [0.1, 0.5, 0.3, 0.9], "success": [0, 1, 0, 1],
+        ...                    "conf_drop": [0.0, 0.3, 0.1, 0.6]})
+        >>> print(format_correlation_table(correlation_table(df, ["m"], by=(), n_boot=20))
+        ...       .splitlines()[0])
+        subset all, target success
+    """
+    rows = table[table["subset"] == subset]
+    if rows.empty:
+        available = ", ".join(dict.fromkeys(map(str, table["subset"])))
+        raise LeafattackError(f"no correlation rows for subset {subset!r} (available: {available})")
+    width = max(6, *(len(str(m)) for m in rows["metric"]))
+    header = (
+        f"{'metric':<{width}}  {'n':>7}  {'r':>7}  {'p_adj':>9}  {'rho':>7}  "
+        f"{'AUC [95% CI]':<22}  {'OR/SD':>8}"
+    )
+    lines: list[str] = []
+    for target in dict.fromkeys(rows["target"]):
+        part = rows[rows["target"] == target].copy()
+        part["_key"] = part["point_biserial_r"].abs()
+        part = part.sort_values("_key", ascending=False, na_position="last", kind="mergesort")
+        if lines:
+            lines.append("")
+        lines.append(f"subset {subset}, target {target}")
+        lines.append(header)
+        lines.append("-" * len(header))
+        for rec in part.itertuples(index=False):
+            auc = _fmt(rec.auc, ".3f")
+            if auc != "-":
+                auc += f" [{_fmt(rec.auc_ci_low, '.3f')}, {_fmt(rec.auc_ci_high, '.3f')}]"
+            lines.append(
+                f"{rec.metric!s:<{width}}  {rec.n:>7d}  {_fmt(rec.point_biserial_r, '+.3f'):>7}  "
+                f"{_fmt_p(rec.p_adjusted):>9}  {_fmt(rec.spearman_rho, '+.3f'):>7}  "
+                f"{auc:<22}  {_fmt(rec.odds_ratio, '.3g'):>8}"
+            )
+    return "\n".join(lines)
