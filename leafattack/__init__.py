@@ -1,1 +1,40 @@
-"""leafattack."""
+"""leafattack: fall-leaf occlusion attacks on traffic-sign classifiers.
+
+Public API::
+
+    import leafattack
+    result = leafattack.run(leafattack.RunConfig(limit_signs=4))
+    result.summary  # success rates with Wilson intervals
+
+See the README for concepts, the CLI and accepted data layouts.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = ["GridSpec", "LeafattackError", "RunConfig", "RunResult", "__version__", "run"]
+
+if TYPE_CHECKING:
+    from leafattack.attack import RunConfig, RunResult, run
+    from leafattack.errors import LeafattackError
+    from leafattack.grid import GridSpec
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy imports keep `import leafattack` (and the CLI's start-up) light.
+    if name in ("RunConfig", "RunResult", "run"):
+        from leafattack import attack
+
+        return getattr(attack, name)
+    if name == "GridSpec":
+        from leafattack.grid import GridSpec
+
+        return GridSpec
+    if name == "LeafattackError":
+        from leafattack.errors import LeafattackError
+
+        return LeafattackError
+    raise AttributeError(f"module 'leafattack' has no attribute {name!r}")

@@ -35,6 +35,7 @@ TRIAL_COLUMNS: Final[dict[str, str]] = {
     "angle": "float64",  # degrees counter-clockwise
     "x": "float64",  # leaf centre, fraction of the sign image width (0 = left)
     "y": "float64",  # leaf centre, fraction of the sign image height (0 = top)
+    "position": "int64",  # lattice cell of (x, y): row * N + column, row-major
     "occluded_frac": "float64",  # fraction of the sign mask covered by the leaf (alpha-weighted)
     "pred_label": "int64",
     "pred_name": "string",
@@ -81,5 +82,12 @@ CORRELATION_COLUMNS: Final[dict[str, str]] = {
     "odds_ratio": "float64",  # per standard deviation of the metric (success target only)
 }
 
-SUMMARY_FACTORS: Final[tuple[str, ...]] = ("sign_class", "species", "colour", "size", "angle")
+SUMMARY_FACTORS: Final[tuple[str, ...]] = (
+    "sign_class",
+    "species",
+    "colour",
+    "size",
+    "angle",
+    "position",
+)
 """Factors that summary.csv breaks success down by, singly; plus ``sign_class x species``."""

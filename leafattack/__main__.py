@@ -1,0 +1,7 @@
+"""python -m leafattack"""
+
+import sys
+
+from leafattack.cli import main
+
+sys.exit(main())

@@ -1,0 +1,373 @@
+"""Command-line interface: parses arguments, calls the public API, prints tables.
+
+Every user-caused problem ends as one line ``error: ...`` on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from leafattack.errors import LeafattackError
+
+log = logging.getLogger("leafattack")
+
+
+def _flags_to_mapping(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
+    """CLI values that were given (not None), keyed by their config names."""
+    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+
+
+RUN_FLAGS = (
+    "signs",
+    "leaves",
+    "model",
+    "out",
+    "leaf_ids",
+    "species",
+    "colours",
+    "sizes",
+    "angles",
+    "positions",
+    "target",
+    "min_confidence",
+    "limit_signs",
+    "batch_size",
+    "device",
+    "seed",
+    "sign_size",
+)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from leafattack.attack import RunConfig, config_from_mapping, load_config, run
+
+    values: dict[str, Any] = load_config(args.config) if args.config else {}
+    config = config_from_mapping(values)
+    flags = _flags_to_mapping(args, RUN_FLAGS)
+    for b in ("on_sign_only", "quiet", "overwrite", "trust_torchscript", "edges", "report"):
+        if getattr(args, b):
+            flags[b] = True
+    config = config_from_mapping(flags, base=config)
+    assert isinstance(config, RunConfig)
+    result = run(config)
+    print(format_run_summary(result))
+    return 0
+
+
+def format_run_summary(result: Any) -> str:
+    """A compact text summary of a run (overall, then by factor)."""
+    s = result.summary
+    clean = result.clean
+    lines = [f"run directory: {result.run_dir}"]
+    n_ok = int(clean["correct"].sum())
+    lines.append(
+        f"clean accuracy: {n_ok}/{len(clean)} signs"
+        + (
+            f" ({len(clean) - n_ok} misclassified when clean, not attacked)"
+            if n_ok < len(clean)
+            else ""
+        )
+    )
+    if s.empty:
+        lines.append("no trials were run (no sign is classified correctly when clean)")
+        return "\n".join(lines)
+    if result.resumed_from:
+        lines.append(f"resumed after {result.resumed_from} of {result.n_trials} trials")
+    if result.n_trials > result.resumed_from and result.seconds > 0:
+        lines.append(f"speed: {result.trials_per_second:,.0f} trials/s")
+    for factor in ("overall", "species", "colour", "size", "angle", "sign_class"):
+        part = s[s["factor"] == factor]
+        if part.empty or (factor == "colour" and len(part) < 2):
+            continue
+        lines.append("")
+        lines.append(
+            f"{'success by ' + factor if factor != 'overall' else 'overall':<28}"
+            f"{'trials':>9} {'rate':>7}  95% CI"
+        )
+        for row in part.itertuples(index=False):
+            lines.append(
+                f"  {str(row.level):<26}{int(row.trials):>9} {float(row.rate):>7.1%}  "
+                f"[{float(row.ci_low):.1%}, {float(row.ci_high):.1%}]"
+            )
+    return "\n".join(lines)
+
+
+def cmd_signs_render(args: argparse.Namespace) -> int:
+    from leafattack.signs import builtin_signs_dir, write_builtin_signs
+
+    out = Path(args.out) if args.out else builtin_signs_dir()
+    manifest = write_builtin_signs(out, size=args.size)
+    print(f"wrote 16 signs at {args.size}x{args.size} and {manifest}")
+    return 0
+
+
+def cmd_leaves_generate(args: argparse.Namespace) -> int:
+    from leafattack.leaves import builtin_leaves_dir, write_leaf_library
+
+    out = Path(args.out) if args.out else builtin_leaves_dir()
+    kw: dict[str, Any] = {"seed": args.seed, "size": args.size}
+    if args.species:
+        kw["species"] = [s.strip() for s in args.species.split(",") if s.strip()]
+    if args.colours:
+        kw["colours"] = [s.strip() for s in args.colours.split(",") if s.strip()]
+    manifest = write_leaf_library(out, **kw)
+    print(f"wrote leaf library {manifest}")
+    return 0
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    from leafattack.segment import segment_files
+
+    paths = [Path(p) for p in args.photos]
+    written = segment_files(paths, Path(args.out), species=args.species)
+    print(
+        f"segmented {len(written)} leaves into {args.out} (contact sheet: "
+        f"{Path(args.out) / 'contact_sheet.png'})"
+    )
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from leafattack.train import TrainConfig, train
+
+    cfg = TrainConfig(
+        signs=args.signs,
+        arch=args.arch,
+        epochs=args.epochs,
+        out=args.out,
+        seed=args.seed,
+        device=args.device,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        variants=args.variants,
+        leaf_augment=args.leaf_augment,
+        input_size=args.input_size,
+        quiet=args.quiet,
+    )
+    res = train(cfg)
+    print(
+        f"validation accuracy: {res.val_accuracy:.2%} after {cfg.epochs} epochs "
+        f"({res.seconds:.0f} s)"
+    )
+    print(f"wrote {res.checkpoint} and {res.checkpoint}.history.csv")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from leafattack.datasets import load_signs
+    from leafattack.models import load_model, resolve_device
+    from leafattack.train import evaluate
+
+    clf = load_model(
+        args.model, resolve_device(args.device), trust_torchscript=args.trust_torchscript
+    )
+    signs = load_signs(args.signs)
+    if len(signs) == 0:
+        raise LeafattackError(f"sign source {args.signs!r} holds no signs")
+    variants = args.variants
+    if variants is None:
+        variants = 200 if args.signs == "builtin" else 0
+    res = evaluate(clf, signs, variants=variants, seed=args.seed)
+    what = f"{variants} fresh variants per sign" if variants else "the images as given"
+    print(f"accuracy: {res.accuracy:.2%} on {res.n} images ({what})")
+    print(f"{'class':<28}{'n':>6}{'accuracy':>10}")
+    for row in res.per_class.itertuples(index=False):
+        print(f"  {str(row[0]):<26}{int(row[1]):>6}{float(row[3]):>10.1%}")
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        res.confusion.to_csv(out / "confusion.csv")
+        res.per_class.to_csv(out / "per_class.csv", index=False, float_format="%.6g")
+        print(f"wrote {out / 'confusion.csv'} and {out / 'per_class.csv'}")
+    return 0
+
+
+def cmd_edges(args: argparse.Namespace) -> int:
+    from leafattack.edges_run import run_edges
+
+    res = run_edges(
+        Path(args.run_dir), device=args.device, quiet=args.quiet, batch_size=args.batch_size
+    )
+    print(res.table_text)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from leafattack.report import write_report
+
+    path = write_report(Path(args.run_dir))
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from leafattack.criteria import CRITERIA
+    from leafattack.models import ARCHITECTURES
+
+    print("sign sources: builtin, PATH (folder or manifest.csv), gtsrb:PATH, lisa:PATH")
+    print("architectures:", ", ".join(ARCHITECTURES), "+ torchvision models by name")
+    print("criteria:", ", ".join(CRITERIA))
+    try:
+        from leafattack.leaves import FALL_COLOURS, SPECIES
+
+        print("leaf species:", ", ".join(SPECIES))
+        print("colours: natural,", ", ".join(FALL_COLOURS))
+    except ImportError:  # pragma: no cover - only while the package is incomplete
+        pass
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="leafattack",
+        description="Fall-leaf occlusion attacks on traffic-sign classifiers.",
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    r = sub.add_parser("run", help="grid-search leaf attack (resumable); the main job")
+    r.add_argument("--config", help="TOML config file (same names as the flags)")
+    r.add_argument("--signs", help="sign source: builtin | PATH | gtsrb:PATH | lisa:PATH")
+    r.add_argument("--leaves", help="leaf library folder with manifest.csv, or builtin")
+    r.add_argument("--model", help="default | CHECKPOINT.pt | torchscript:PATH | pkg.mod:factory")
+    r.add_argument("--out", help="run directory (default results/<model>-<config hash>)")
+    r.add_argument("--leaf-ids", dest="leaf_ids", help="comma-separated leaf ids")
+    r.add_argument("--species", help="comma-separated species (default maple,oak,poplar)")
+    r.add_argument(
+        "--colours",
+        "--colors",
+        dest="colours",
+        help="comma-separated fall colours, or natural (default natural)",
+    )
+    r.add_argument("--sizes", help="leaf longest side / sign width, e.g. 0.2,0.3,0.4,0.5")
+    r.add_argument("--angles", help="degrees CCW: list or START:STOP:STEP (default 0:360:45)")
+    r.add_argument("--positions", help="NxM lattice of leaf centres (default 5x5)")
+    r.add_argument("--on-sign-only", action="store_true", help="keep centres on the sign mask")
+    r.add_argument("--target", help="class name for a targeted attack")
+    r.add_argument("--min-confidence", type=float, help="minimum top-1 probability (0..1)")
+    r.add_argument("--limit-signs", type=int, help="attack only N signs (quick looks)")
+    r.add_argument("--batch-size", type=int, help="trials per batch (default 512)")
+    r.add_argument("--device", help="auto | cpu | cuda[:N] (default auto)")
+    r.add_argument("--seed", type=int, help="seed of every random choice (default 0)")
+    r.add_argument("--sign-size", type=int, help="compositing resolution (default 128)")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--overwrite", action="store_true", help="discard a mismatching run dir")
+    r.add_argument(
+        "--trust-torchscript",
+        action="store_true",
+        help="allow a TorchScript model file (it runs code from the file)",
+    )
+    r.add_argument("--edges", action="store_true", help="also run the edge analysis")
+    r.add_argument("--report", action="store_true", help="also write report.html")
+    r.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("signs", help="built-in signs")
+    ssub = s.add_subparsers(dest="signs_command", required=True, metavar="ACTION")
+    sr = ssub.add_parser("render", help="re-render the 16 built-in signs deterministically")
+    sr.add_argument("--size", type=int, default=128)
+    sr.add_argument("--out", help="folder (default: the package's signs/)")
+    sr.set_defaults(func=cmd_signs_render)
+
+    lv = sub.add_parser("leaves", help="leaf library")
+    lsub = lv.add_subparsers(dest="leaves_command", required=True, metavar="ACTION")
+    lg = lsub.add_parser("generate", help="generate the procedural leaf library")
+    lg.add_argument("--out", help="folder (default: the package's leaves/)")
+    lg.add_argument("--seed", type=int, default=0)
+    lg.add_argument("--size", type=int, default=256)
+    lg.add_argument("--species", help="comma-separated species")
+    lg.add_argument("--colours", "--colors", dest="colours", help="comma-separated colours")
+    lg.set_defaults(func=cmd_leaves_generate)
+
+    sg = sub.add_parser("segment", help="cut leaves out of photos into an RGBA leaf library")
+    sg.add_argument("photos", nargs="+", help="photos of single leaves on a plain background")
+    sg.add_argument("--out", required=True, help="leaf library folder to append to")
+    sg.add_argument("--species", help="species name for the manifest")
+    sg.set_defaults(func=cmd_segment)
+
+    t = sub.add_parser("train", help="train a classifier with sign variations")
+    t.add_argument("--signs", default="builtin")
+    t.add_argument("--arch", default="lisacnn")
+    t.add_argument("--epochs", type=int, default=30)
+    t.add_argument("--out", required=True, help="checkpoint path (.pt)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="cpu")
+    t.add_argument("--batch-size", type=int, default=128)
+    t.add_argument("--lr", type=float, default=2e-3)
+    t.add_argument("--variants", type=int, default=0, help="variants per image and epoch")
+    t.add_argument(
+        "--leaf-augment",
+        type=float,
+        default=0.0,
+        help="probability of pasting a random leaf on a training image (defence)",
+    )
+    t.add_argument("--input-size", type=int, help="model input side (default per arch)")
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="accuracy and confusion matrix of a model")
+    e.add_argument("--model", default="default")
+    e.add_argument("--signs", default="builtin")
+    e.add_argument("--out", help="folder for confusion.csv and per_class.csv")
+    e.add_argument(
+        "--variants",
+        type=int,
+        help="fresh variants per sign (default 200 for builtin, 0 otherwise)",
+    )
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--device", default="auto")
+    e.add_argument("--trust-torchscript", action="store_true")
+    e.set_defaults(func=cmd_evaluate)
+
+    ed = sub.add_parser("edges", help="Canny edge analysis of a run, with statistics")
+    ed.add_argument("run_dir")
+    ed.add_argument("--device", default="auto")
+    ed.add_argument("--batch-size", type=int, default=2048)
+    ed.add_argument("--quiet", action="store_true")
+    ed.set_defaults(func=cmd_edges)
+
+    rp = sub.add_parser("report", help="figures and a self-contained report.html of a run")
+    rp.add_argument("run_dir")
+    rp.set_defaults(func=cmd_report)
+
+    i = sub.add_parser("info", help="list sign sources, architectures, species and colours")
+    i.set_defaults(func=cmd_info)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``leafattack`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s: %(message)s",
+        stream=sys.stderr,
+    )
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except LeafattackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "interrupted: results so far are kept; rerun the same command to resume",
+            file=sys.stderr,
+        )
+        return 130
+    except MemoryError:
+        print("error: out of memory; try a smaller --batch-size", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,399 @@
+"""Training and evaluation of sign classifiers.
+
+Training draws fresh, seeded variants of the sign images every epoch
+(:mod:`leafattack.variations`): perspective, lighting, blur, JPEG, noise and cluttered
+backgrounds. Optionally a fraction of them get a random leaf pasted on as a defence
+(``leaf_augment``), through the same batched compositor as the attack.
+
+For a set with one image per class (the built-in signs) the validation set is a fixed
+batch of variants drawn from an independent seed stream; for photo datasets it is a
+stratified hold-out of the photos.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from leafattack.datasets import SignSet, fingerprint, load_signs, subset
+from leafattack.errors import LeafattackError
+from leafattack.models import (
+    Classifier,
+    Preprocess,
+    build_model,
+    default_input_size,
+    match_classes,
+    resolve_device,
+    save_checkpoint,
+)
+from leafattack.variations import VariationConfig, make_variants
+
+log = logging.getLogger(__name__)
+
+VALIDATION_SEED_OFFSET = 1_000_003
+EVALUATION_SEED_OFFSET = 2_000_003
+"""Seed offsets of the validation and evaluation variant streams (never used in training)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TrainConfig:
+    """Configuration of ``leafattack train``.
+
+    Attributes:
+        signs: sign source spec.
+        arch: architecture name (see :data:`leafattack.models.ARCHITECTURES`).
+        epochs: passes; each draws ``variants`` fresh variants per training image.
+        out: checkpoint path; ``OUT.history.csv`` is written beside it.
+        seed: seed of every random choice (variants, split, initialisation, shuffling).
+        device: ``cpu``, ``cuda`` or ``auto``.
+        variants: variants per training image and epoch (0 = auto: about 400 per class).
+        val_fraction: share of photos held out (photo datasets), or validation variants
+            relative to one epoch (single-image-per-class sets).
+        leaf_augment: probability that a training variant gets a random leaf pasted on.
+        input_size: model input side (None = the architecture's default).
+    """
+
+    signs: str = "builtin"
+    arch: str = "lisacnn"
+    epochs: int = 30
+    out: str = "model.pt"
+    seed: int = 0
+    device: str = "cpu"
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    variants: int = 0
+    val_fraction: float = 0.15
+    leaf_augment: float = 0.0
+    input_size: int | None = None
+    quiet: bool = False
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise LeafattackError(f"epochs={self.epochs}: expected at least 1")
+        if self.batch_size < 2:
+            raise LeafattackError(f"batch_size={self.batch_size}: expected at least 2")
+        if not 0.0 < self.val_fraction < 0.9:
+            raise LeafattackError(f"val_fraction={self.val_fraction}: expected in (0, 0.9)")
+        if not 0.0 <= self.leaf_augment <= 1.0:
+            raise LeafattackError(
+                f"leaf_augment={self.leaf_augment}: expected a probability in [0, 1]"
+            )
+        if self.variants < 0:
+            raise LeafattackError(f"variants={self.variants}: expected >= 0 (0 = auto)")
+        if not self.lr > 0:
+            raise LeafattackError(f"lr={self.lr}: expected a positive learning rate")
+
+
+@dataclass(frozen=True, slots=True)
+class TrainResult:
+    """Outcome of training: the checkpoint and its history."""
+
+    checkpoint: Path
+    history: pd.DataFrame
+    val_accuracy: float
+    seconds: float
+
+
+def variation_config(input_size: int, photos: bool) -> VariationConfig:
+    """Variations for training: rendered signs get the full range, photos a milder one."""
+    base = VariationConfig(out_size=2 * input_size)
+    if photos:
+        return dataclasses.replace(base, scale=(0.85, 1.05), max_shift=0.06, background_prob=0.0)
+    return base
+
+
+def _split(labels: np.ndarray, frac: float, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """Stratified split of indices into (train, val); each class keeps >= 1 training item."""
+    train, val = [], []
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        k = int(round(len(idx) * frac)) if len(idx) > 1 else 0
+        k = min(k, len(idx) - 1)
+        val.extend(idx[:k])
+        train.extend(idx[k:])
+    return np.sort(np.array(train, dtype=np.int64)), np.sort(np.array(val, dtype=np.int64))
+
+
+def resize_square(image: np.ndarray, side: int) -> np.ndarray:
+    """uint8 (H, W, 3) → uint8 (side, side, 3), area interpolation when shrinking."""
+    shrink = image.shape[0] > side or image.shape[1] > side
+    return cv2.resize(
+        image, (side, side), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+    )
+
+
+def _to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 (N, H, W, 3) → uint8 (N, 3, H, W)."""
+    return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+
+
+LeafPaster = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+
+
+def leaf_paster(prob: float, width: int, device: torch.device) -> LeafPaster:
+    """A batched random-leaf occluder for defensive training (built-in leaf library)."""
+    from leafattack.compose import build_leaf_bank, composite
+    from leafattack.leaves import builtin_leaves_dir, load_leaves
+
+    leaves = load_leaves(builtin_leaves_dir())
+    sizes = (0.2, 0.3, 0.4, 0.5)
+    bank = build_leaf_bank([lf.rgba for lf in leaves], sizes, width, device)
+    n_entries = len(leaves) * len(sizes)
+
+    def paste(batch: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        n = batch.shape[0]
+        u = torch.rand(n, 4, generator=gen)
+        pick = u[:, 0] < prob
+        if not bool(pick.any()):
+            return batch
+        idx = torch.flatnonzero(pick)
+        m = len(idx)
+        entry = torch.randint(0, n_entries, (m,), generator=gen)
+        out, _, _ = composite(
+            batch[idx],
+            torch.ones(m, batch.shape[2], batch.shape[3], dtype=torch.bool),
+            bank,
+            entry.to(device),
+            (0.2 + 0.6 * u[idx, 1]).to(device),
+            (0.2 + 0.6 * u[idx, 2]).to(device),
+            (360.0 * u[idx, 3]).to(device),
+        )
+        res = batch.float().div(255.0) if batch.dtype == torch.uint8 else batch.clone()
+        res[idx] = out
+        return res
+
+    return paste
+
+
+def _accuracy(
+    clf: Classifier, images: torch.Tensor, labels: torch.Tensor, bs: int
+) -> tuple[float, float]:
+    losses, correct = 0.0, 0
+    for i in range(0, len(images), bs):
+        logits = clf.logits(images[i : i + bs])
+        y = labels[i : i + bs].to(logits.device)
+        losses += float(F.cross_entropy(logits, y, reduction="sum"))
+        correct += int((logits.argmax(1) == y).sum())
+    n = max(len(images), 1)
+    return losses / n, correct / n
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Train a classifier on a sign source and write a checkpoint plus ``.history.csv``."""
+    t_start = time.perf_counter()
+    device = resolve_device(config.device)
+    build_model(config.arch, 2)  # validates the architecture name before any work
+    signs = load_signs(config.signs)
+    if len(signs) == 0:
+        raise LeafattackError(f"sign source {config.signs!r} holds no signs")
+    used = sorted(set(np.asarray(signs.labels).tolist()))
+    class_names = [signs.class_names[i] for i in used]
+    remap = np.full(len(signs.class_names), -1, dtype=np.int64)
+    remap[used] = np.arange(len(used))
+    labels = remap[np.asarray(signs.labels)]
+    if len(class_names) < 2:
+        raise LeafattackError(
+            f"sign source {config.signs!r} has {len(class_names)} class; expected at least 2"
+        )
+    input_size = config.input_size or default_input_size(config.arch)
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    val_rng = np.random.default_rng(config.seed + VALIDATION_SEED_OFFSET)
+    photos = len(signs) > len(class_names)
+    vcfg = variation_config(input_size, photos)
+    masks = [signs.mask(i) for i in range(len(signs))]
+    if photos:
+        tr_idx, va_idx = _split(labels, config.val_fraction, rng)
+        train_set = subset(signs, tr_idx.tolist())
+        tr_labels = labels[tr_idx]
+        tr_masks = [masks[i] for i in tr_idx]
+        val_imgs_np, _ = make_variants(
+            [signs.images[i] for i in va_idx],
+            [masks[i] for i in va_idx],
+            labels[va_idx],
+            1,
+            val_rng,
+            dataclasses.replace(
+                vcfg, scale=(0.95, 1.0), max_shift=0.0, max_rotation=0.0, perspective=0.0
+            ),
+        )
+        val_labels_np = labels[va_idx]
+        per_image = config.variants or max(1, int(np.ceil(400 / max(1, len(tr_idx) / len(used)))))
+    else:
+        train_set = signs
+        tr_labels = labels
+        tr_masks = masks
+        per_image = config.variants or 400
+        n_val = max(1, int(round(per_image * config.val_fraction)))
+        val_imgs_np, val_labels_np = make_variants(
+            list(signs.images), masks, labels, n_val, val_rng, vcfg
+        )
+    module = build_model(config.arch, len(class_names)).to(device)
+    clf = Classifier(module, class_names, Preprocess(input_size=input_size), arch=config.arch)
+    opt = torch.optim.AdamW(module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = int(np.ceil(len(train_set) * per_image / config.batch_size))
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch, pct_start=0.15
+    )
+    gen = torch.Generator().manual_seed(config.seed)
+    paster = (
+        leaf_paster(config.leaf_augment, 2 * input_size, device) if config.leaf_augment else None
+    )
+    val_x, val_y = _to_tensor(val_imgs_np), torch.from_numpy(val_labels_np)
+    history = []
+    out = Path(config.out)
+    with tqdm(
+        total=config.epochs * steps_per_epoch,
+        disable=config.quiet,
+        desc="train",
+        unit="step",
+        dynamic_ncols=True,
+    ) as bar:
+        for epoch in range(1, config.epochs + 1):
+            t0 = time.perf_counter()
+            x_np, y_np = make_variants(
+                list(train_set.images), tr_masks, tr_labels, per_image, rng, vcfg
+            )
+            x_all, y_all = _to_tensor(x_np), torch.from_numpy(y_np)
+            order = torch.randperm(len(x_all), generator=gen)
+            module.train()
+            tot_loss, tot_correct, seen = 0.0, 0, 0
+            for s in range(steps_per_epoch):
+                idx = order[s * config.batch_size : (s + 1) * config.batch_size]
+                if len(idx) < 2:
+                    continue
+                xb = x_all[idx].to(device)
+                yb = y_all[idx].to(device)
+                if paster is not None:
+                    xb = paster(xb, gen)
+                logits = module(clf.prepare(xb))
+                loss = F.cross_entropy(logits, yb, label_smoothing=0.05)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                tot_loss += float(loss.detach()) * len(idx)
+                tot_correct += int((logits.argmax(1) == yb).sum())
+                seen += len(idx)
+                bar.update(1)
+                bar.set_postfix(
+                    epoch=epoch, loss=f"{tot_loss / seen:.3f}", acc=f"{tot_correct / seen:.3f}"
+                )
+            val_loss, val_acc = _accuracy(clf, val_x, val_y, 512)
+            history.append(
+                {
+                    "epoch": epoch,
+                    "train_loss": tot_loss / max(seen, 1),
+                    "train_accuracy": tot_correct / max(seen, 1),
+                    "val_loss": val_loss,
+                    "val_accuracy": val_acc,
+                    "seconds": time.perf_counter() - t0,
+                }
+            )
+            bar.set_postfix(
+                epoch=epoch, loss=f"{tot_loss / max(seen, 1):.3f}", val_acc=f"{val_acc:.3f}"
+            )
+    hist = pd.DataFrame(history)
+    val_acc = float(hist["val_accuracy"].iloc[-1])
+    save_checkpoint(
+        out,
+        clf,
+        seed=config.seed,
+        data_fingerprint=fingerprint(signs),
+        val_accuracy=val_acc,
+        extra={
+            "signs": config.signs,
+            "epochs": config.epochs,
+            "variants": per_image,
+            "leaf_augment": config.leaf_augment,
+        },
+    )
+    hist_path = out.with_name(out.name + ".history.csv")
+    hist.to_csv(hist_path, index=False, float_format="%.6g", quoting=csv.QUOTE_MINIMAL)
+    return TrainResult(out, hist, val_acc, time.perf_counter() - t_start)
+
+
+@dataclass(frozen=True, slots=True)
+class EvalResult:
+    """Accuracy of a model on a sign set, classes matched by name."""
+
+    accuracy: float
+    per_class: pd.DataFrame  # class, n, correct, accuracy
+    confusion: pd.DataFrame  # rows: true class names, columns: predicted class names
+    n: int
+
+
+def evaluate(
+    clf: Classifier,
+    signs: SignSet,
+    *,
+    variants: int = 0,
+    seed: int = 0,
+    batch_size: int = 512,
+) -> EvalResult:
+    """Score a model on a sign set, matching labels to the model's classes by name.
+
+    Args:
+        variants: when > 0, score that many freshly generated variants per image (drawn with a
+            seed stream that training never uses) instead of the images themselves.
+    """
+    labels_sign = np.asarray(signs.labels)
+    mapping = np.asarray(
+        match_classes(signs.class_names, clf.class_names, used_labels=labels_sign.tolist())
+    )
+    labels = mapping[labels_sign]
+    if variants > 0:
+        rng = np.random.default_rng(seed + EVALUATION_SEED_OFFSET)
+        masks = [signs.mask(i) for i in range(len(signs))]
+        vcfg = variation_config(clf.preprocess.input_size, photos=False)
+        x_np, labels = make_variants(list(signs.images), masks, labels, variants, rng, vcfg)
+    else:
+        # Photos differ in size: bring them to the training resolution first.
+        side = 2 * clf.preprocess.input_size
+        x_np = (
+            np.stack([resize_square(img, side) for img in signs.images])
+            if len(signs)
+            else (np.zeros((0, side, side, 3), np.uint8))
+        )
+    preds = [
+        clf.predict_proba(_to_tensor(x_np[i : i + batch_size])).argmax(1).cpu()
+        for i in range(0, len(x_np), batch_size)
+    ]
+    pred = torch.cat(preds).numpy() if preds else np.zeros(0, dtype=np.int64)
+    names = np.array(clf.class_names, dtype=object)
+    correct = pred == labels
+    rows = []
+    for c in np.unique(labels):
+        sel = labels == c
+        rows.append(
+            {
+                "class": names[c],
+                "n": int(sel.sum()),
+                "correct": int(correct[sel].sum()),
+                "accuracy": float(correct[sel].mean()),
+            }
+        )
+    per_class = pd.DataFrame(rows, columns=["class", "n", "correct", "accuracy"])
+    conf = pd.crosstab(
+        pd.Categorical(names[labels], categories=list(clf.class_names)),
+        pd.Categorical(names[pred], categories=list(clf.class_names)),
+        rownames=["true"],
+        colnames=["predicted"],
+        dropna=False,
+    )
+    return EvalResult(
+        float(correct.mean()) if len(correct) else float("nan"), per_class, conf, len(labels)
+    )

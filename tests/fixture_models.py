@@ -1,0 +1,66 @@
+"""Weight-free test models, importable as model specs ``fixture_models:NAME``.
+
+The template model scores an image by its (negative, scaled) squared distance to each
+built-in sign rendered at 32x32, so it classifies the clean signs correctly without any
+training, and leaves change its decisions in an explainable way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from leafattack.signs import LISA_CLASSES, render_sign_set
+
+
+class TemplateModel(nn.Module):
+    """logits_k = -scale * mean((x - T_k)^2); input float (N, 3, 32, 32) in [0, 1]."""
+
+    def __init__(self, templates: torch.Tensor, scale: float = 40.0) -> None:
+        super().__init__()
+        self.register_buffer("templates", templates)
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        d = (x[:, None] - self.templates[None]).pow(2).mean(dim=(2, 3, 4))
+        return -self.scale * d
+
+
+def _templates() -> torch.Tensor:
+    signs = render_sign_set(128)
+    imgs = torch.stack([torch.from_numpy(im).permute(2, 0, 1) for im in signs.images])
+    return F.avg_pool2d(imgs.float() / 255.0, 4)
+
+
+META: dict[str, Any] = {
+    "class_names": list(LISA_CLASSES),
+    "input_size": 32,
+    "mean": [0.0, 0.0, 0.0],
+    "std": [1.0, 1.0, 1.0],
+    "resize": "area",
+    "arch": "template",
+}
+
+
+def template() -> tuple[nn.Module, dict[str, Any]]:
+    """Factory for the spec ``fixture_models:template`` (area resize: the pooled fast path)."""
+    return TemplateModel(_templates()), dict(META)
+
+
+def template_bilinear() -> tuple[nn.Module, dict[str, Any]]:
+    """The same model with bilinear resizing, which takes the full-resolution path."""
+    return TemplateModel(_templates()), {**META, "resize": "bilinear"}
+
+
+class NaNModel(nn.Module):
+    """Outputs NaN for every input."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.full((x.shape[0], len(LISA_CLASSES)), float("nan"))
+
+
+def nan_model() -> tuple[nn.Module, dict[str, Any]]:
+    return NaNModel(), dict(META)

@@ -1,0 +1,274 @@
+"""The attack engine: run directories, CSV schema, criteria, determinism, resume, bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import leafattack
+from leafattack import schema
+from leafattack.attack import RunConfig, open_run, run, run_lock
+from leafattack.compose import Placement, paste_leaf
+from leafattack.errors import LeafattackError, RunLockedError
+from leafattack.grid import GridSpec
+from leafattack.models import load_model
+
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+sys.path.insert(0, str(TESTS))
+
+SMALL = GridSpec(
+    species=("maple", "oak"), sizes=(0.3, 0.5), angles=(0.0, 90.0), positions=(3, 3)
+)
+
+
+def small_config(out: Path, **kw: object) -> RunConfig:
+    base = dict(model="fixture_models:template", out=str(out), grid=SMALL, limit_signs=4,
+                quiet=True, batch_size=64, device="cpu")
+    base.update(kw)
+    return RunConfig(**base)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory: pytest.TempPathFactory) -> leafattack.RunResult:
+    return run(small_config(tmp_path_factory.mktemp("run") / "r"))
+
+
+def test_run_directory_is_complete(small_run: leafattack.RunResult) -> None:
+    rd = small_run.run_dir
+    for name in ("config.toml", "clean.csv", "trials.csv", "summary.csv", "best.csv"):
+        assert (rd / name).is_file(), name
+    trials = pd.read_csv(rd / "trials.csv")
+    assert list(trials.columns) == list(schema.TRIAL_COLUMNS)
+    clean = pd.read_csv(rd / "clean.csv")
+    assert list(clean.columns) == list(schema.CLEAN_COLUMNS)
+    assert len(clean) == 4 and clean["correct"].all()
+    # 4 signs x (2 species x 3 shipped leaves each) x 2 sizes x 2 angles x 9 positions
+    n_leaves = trials["leaf_id"].nunique()
+    assert set(trials["species"]) == {"maple", "oak"}
+    assert len(trials) == 4 * n_leaves * 2 * 2 * 9
+    assert trials["trial_id"].is_monotonic_increasing and trials["trial_id"].is_unique
+    assert len(list((rd / "best").glob("*.png"))) == 4
+
+
+def test_success_matches_predictions(small_run: leafattack.RunResult) -> None:
+    t = small_run.trials
+    assert (t["success"] == (t["pred_label"] != t["true_label"])).all()
+    assert ((t["pred_conf"] >= t["true_conf"] - 1e-6)).all()
+    assert t["occluded_frac"].between(0, 1).all()
+    # Bigger leaves cover more of the sign and succeed at least as often.
+    by_size = t.groupby("size")[["occluded_frac", "success"]].mean()
+    assert by_size.loc[0.5, "occluded_frac"] > by_size.loc[0.3, "occluded_frac"]
+    assert by_size.loc[0.5, "success"] >= by_size.loc[0.3, "success"]
+
+
+def test_summary_counts_and_wilson(small_run: leafattack.RunResult) -> None:
+    s = small_run.summary
+    t = small_run.trials
+    overall = s[s["factor"] == "overall"].iloc[0]
+    assert overall["trials"] == len(t)
+    assert overall["successes"] == int(t["success"].sum())
+    n, k = len(t), int(t["success"].sum())
+    z = 1.959963984540054
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    assert overall["ci_low"] == pytest.approx(centre - half, abs=1e-9)
+    assert overall["ci_high"] == pytest.approx(centre + half, abs=1e-9)
+    species = s[s["factor"] == "species"].set_index("level")
+    for sp, grp in t.groupby("species"):
+        assert species.loc[sp, "trials"] == len(grp)
+        assert species.loc[sp, "rate"] == pytest.approx(grp["success"].mean())
+    assert set(s["factor"]) >= {"overall", "sign_class", "species", "colour", "size", "angle",
+                                "position", "sign_class x species"}
+
+
+def test_best_is_lowest_true_confidence(small_run: leafattack.RunResult) -> None:
+    t = small_run.trials
+    best = small_run.best
+    assert len(best) == t["sign_id"].nunique()
+    for row in best.itertuples():
+        assert row.true_conf == pytest.approx(t.loc[t["sign_id"] == row.sign_id, "true_conf"].min())
+
+
+def test_engine_agrees_with_per_trial_reference(small_run: leafattack.RunResult) -> None:
+    """Slow per-trial recomposition + classification reproduces sampled CSV rows."""
+    from leafattack.datasets import load_builtin
+
+    clf = load_model("fixture_models:template")
+    signs = load_builtin()
+    prep, _ = open_run(small_run.run_dir, device="cpu")
+    variants = {(v.leaf_id, v.colour): v.rgba for v in prep.variants}
+    t = small_run.trials.sample(25, random_state=0)
+    for row in t.itertuples():
+        img, occ = paste_leaf(
+            signs.images[row.sign_id], variants[(row.leaf_id, row.colour)],
+            Placement(row.x, row.y, row.size, row.angle), signs.masks[row.sign_id],
+        )
+        probs = clf.predict_proba(torch.from_numpy(img).permute(2, 0, 1)[None])[0]
+        assert occ == pytest.approx(row.occluded_frac, abs=2e-3)
+        assert float(probs[row.true_label]) == pytest.approx(row.true_conf, abs=2e-3)
+        if float(probs.max()) - float(probs.sort().values[-2]) > 1e-3:
+            assert int(probs.argmax()) == row.pred_label
+
+
+def test_same_config_same_bytes(tmp_path: Path, small_run: leafattack.RunResult) -> None:
+    again = run(small_config(tmp_path / "again"))
+    for name in ("trials.csv", "clean.csv", "summary.csv", "best.csv"):
+        assert (again.run_dir / name).read_bytes() == (small_run.run_dir / name).read_bytes()
+
+
+def test_fast_and_full_resolution_paths_agree(tmp_path: Path) -> None:
+    grid = GridSpec(species=("maple",), sizes=(0.4,), angles=(30.0,), positions=(3, 3))
+    a = run(small_config(tmp_path / "a", grid=grid, limit_signs=3))
+    b = run(small_config(tmp_path / "b", grid=grid, limit_signs=3,
+                         model="fixture_models:template_bilinear"))
+    assert a.trials["trial_id"].tolist() == b.trials["trial_id"].tolist()
+    np.testing.assert_allclose(a.trials["occluded_frac"], b.trials["occluded_frac"], atol=1e-5)
+    # Area vs antialiased-bilinear resizing differ slightly; decisions mostly agree.
+    assert (a.trials["pred_label"] == b.trials["pred_label"]).mean() > 0.9
+
+
+def test_targeted_and_confidence_criteria(tmp_path: Path) -> None:
+    res = run(small_config(tmp_path / "t", target="stop", min_confidence=0.2))
+    t = res.trials
+    expect = (t["pred_name"] == "stop") & (t["true_name"] != "stop") & (t["pred_conf"] >= 0.2)
+    assert (t["success"] == expect).all()
+
+
+def test_on_sign_only_keeps_centres_on_the_mask(tmp_path: Path) -> None:
+    from leafattack.datasets import load_builtin
+
+    grid = GridSpec(species=("maple",), sizes=(0.3,), angles=(0.0,), positions=(7, 7),
+                    on_sign_only=True)
+    res = run(small_config(tmp_path / "o", grid=grid, signs="builtin", limit_signs=16))
+    signs = load_builtin()
+    t = res.trials
+    per_sign = t.groupby("sign_id").size()
+    assert (per_sign <= 49 * 3).all() and (per_sign < 49 * 3).any()  # yield/diamonds lose corners
+    for row in t.drop_duplicates(["sign_id", "position"]).itertuples():
+        m = signs.masks[row.sign_id]
+        h, w = m.shape
+        assert m[min(int(row.y * h), h - 1), min(int(row.x * w), w - 1)]
+
+
+def test_changed_config_is_refused_unless_overwrite(tmp_path: Path) -> None:
+    out = tmp_path / "c"
+    run(small_config(out))
+    other = GridSpec(species=("maple",), sizes=(0.3,), angles=(0.0,), positions=(2, 2))
+    with pytest.raises(LeafattackError, match="different config"):
+        run(small_config(out, grid=other))
+    res = run(small_config(out, grid=other, overwrite=True))
+    assert len(res.trials) == res.n_trials
+
+
+def test_lock_refuses_a_second_writer(tmp_path: Path) -> None:
+    rd = tmp_path / "locked"
+    rd.mkdir()
+    with run_lock(rd):
+        with pytest.raises(RunLockedError, match=f"pid {os.getpid()}"):
+            run(small_config(rd))
+    # Released: the run goes ahead now.
+    assert run(small_config(rd)).n_trials > 0
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        (dict(grid=GridSpec(species=("cactus",))), "cactus"),
+        (dict(target="unicorn"), "unicorn"),
+        (dict(model="no/such/model.pt"), "model.pt"),
+        (dict(signs="foo:bar"), "unknown sign source prefix"),
+        (dict(grid=GridSpec(species=("maple",), colours=("purple",))), "purple"),
+    ],
+    ids=["species", "target", "model", "signs", "colour"],
+)
+def test_bad_input_fails_before_work(tmp_path: Path, kw: dict, message: str) -> None:
+    with pytest.raises(LeafattackError, match=message):
+        run(small_config(tmp_path / "bad", **kw))
+    assert not (tmp_path / "bad" / "trials.csv").exists()
+
+
+@pytest.mark.parametrize("sizes", [(0.0,), (2.5,), (-0.1,), (float("nan"),)])
+def test_impossible_sizes_are_refused(sizes: tuple[float, ...]) -> None:
+    with pytest.raises(LeafattackError, match="size"):
+        GridSpec(sizes=sizes)
+
+
+def _cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(TESTS)}
+    return subprocess.run([sys.executable, "-m", "leafattack", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--sizes", "0"], ["--sizes", "abc"], ["--angles", "0:360:0"], ["--positions", "5y5"],
+        ["--species", "cactus"], ["--target", "unicorn"], ["--min-confidence", "1.5"],
+        ["--model", "nothing.pt"], ["--signs", "foo:bar"], ["--batch-size", "0"],
+    ],
+)
+def test_cli_bad_input_is_one_line_exit_2(tmp_path: Path, args: list[str]) -> None:
+    res = _cli("run", "--model", "fixture_models:template", "--out", str(tmp_path / "x"),
+               "--quiet", *args)
+    assert res.returncode == 2, res.stderr
+    lines = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in res.stderr
+
+
+def test_cli_unwritable_output(tmp_path: Path) -> None:
+    if os.geteuid() == 0:
+        target = "/proc/leafattack-run"  # not writable even for root
+    else:
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        target = str(ro / "run")
+    res = _cli("run", "--model", "fixture_models:template", "--out", target, "--quiet")
+    assert res.returncode == 2 and "cannot be written" in res.stderr
+
+
+def test_kill_and_resume_is_byte_identical(tmp_path: Path) -> None:
+    """SIGKILL a CLI run mid-way (twice), resume it, compare with an uninterrupted run."""
+    out = tmp_path / "killed"
+    args = ["run", "--model", "fixture_models:template", "--out", str(out), "--quiet",
+            "--species", "maple,oak", "--sizes", "0.3,0.5", "--angles", "0,90",
+            "--positions", "3x3", "--limit-signs", "4", "--batch-size", "8", "--device", "cpu"]
+    env = {**os.environ, "PYTHONPATH": str(TESTS)}
+    kills = 0
+    for _ in range(2):
+        proc = subprocess.Popen([sys.executable, "-m", "leafattack", *args], cwd=ROOT, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 120
+        target_rows = 16 + kills * 40
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                rows = json.loads((out / "progress.json").read_text())["rows"]
+            except (FileNotFoundError, json.JSONDecodeError, KeyError):
+                rows = 0
+            if rows >= target_rows:
+                proc.send_signal(signal.SIGKILL)
+                kills += 1
+                break
+            time.sleep(0.005)
+        proc.wait()
+    assert kills >= 1
+    reference = run(small_config(tmp_path / "whole", batch_size=8))
+    expected = (reference.run_dir / "trials.csv").read_bytes()
+    assert (out / "trials.csv").read_bytes() != expected
+    res = _cli(*args)
+    assert res.returncode == 0, res.stderr
+    assert "resumed after" in res.stdout
+    assert (out / "trials.csv").read_bytes() == expected
