@@ -125,8 +125,24 @@ class RunConfig:
     trust_torchscript: bool = False
     edges: bool = False
     report: bool = False
+    executor: str = "local"
+    address: str | None = None
+    workers: int = 2
+    gpus_per_worker: float = 0.0
+    chunk_size: int = 0
 
     def __post_init__(self) -> None:
+        if self.executor not in ("local", "ray"):
+            raise LeafattackError(f"executor={self.executor!r}: expected local or ray")
+        if self.workers < 1:
+            raise LeafattackError(f"workers={self.workers}: expected at least 1")
+        if not 0.0 <= self.gpus_per_worker <= 64:
+            raise LeafattackError(f"gpus_per_worker={self.gpus_per_worker}: expected 0..64")
+        if self.chunk_size < 0 or (self.chunk_size and self.chunk_size % self.batch_size):
+            raise LeafattackError(
+                f"chunk_size={self.chunk_size}: expected 0 (auto) or a multiple of "
+                f"batch_size={self.batch_size}"
+            )
         if not 1 <= self.batch_size <= 1_000_000:
             raise LeafattackError(f"batch_size={self.batch_size}: expected 1..1000000")
         if not 16 <= self.sign_size <= 1024:
@@ -164,6 +180,11 @@ class RunConfig:
             "device": self.device,
             "seed": self.seed,
             "sign_size": self.sign_size,
+            "executor": self.executor,
+            "address": self.address,
+            "workers": self.workers,
+            "gpus_per_worker": self.gpus_per_worker,
+            "chunk_size": self.chunk_size,
         }
         return {k: v for k, v in flat.items() if v is not None}
 
@@ -219,13 +240,13 @@ def config_from_mapping(values: Mapping[str, Any], base: RunConfig | None = None
                 raise LeafattackError(f"positions {value!r}: expected NxM, e.g. 5x5")
         elif key == "on_sign_only":
             grid_kw[key] = _boolean(value, key)
-        elif key in ("signs", "leaves", "model", "out", "device", "target"):
+        elif key in ("signs", "leaves", "model", "out", "device", "target", "executor", "address"):
             if not isinstance(value, str):
                 raise LeafattackError(f"config key {key!r}: expected a string, got {value!r}")
             run_kw[key] = value
-        elif key in ("limit_signs", "batch_size", "seed", "sign_size"):
+        elif key in ("limit_signs", "batch_size", "seed", "sign_size", "workers", "chunk_size"):
             run_kw[key] = _integer(value, key)
-        elif key == "min_confidence":
+        elif key in ("min_confidence", "gpus_per_worker"):
             run_kw[key] = _number(value, key)
         else:
             run_kw[key] = _boolean(value, key)
@@ -380,6 +401,16 @@ def _hash_arrays(parts: Sequence[bytes]) -> str:
     return h.hexdigest()[:16]
 
 
+def pooled_stack(clf: Classifier, images: torch.Tensor, masks: torch.Tensor) -> SignStack | None:
+    """The pooled fast path's sign stack, when the model resizes by area averaging with an
+    integer factor (exactly what :func:`~leafattack.compose.composite_pooled` computes)."""
+    pp = clf.preprocess
+    size = images.shape[-1]
+    if pp.resize != "area" or size % pp.input_size or images.shape[-2] != size:
+        return None
+    return build_sign_stack(images, masks, size // pp.input_size)
+
+
 def prepare(config: RunConfig) -> Prepared:
     """Load and validate model, signs and leaves; fail before any work with one-line errors."""
     device = resolve_device(config.device)
@@ -405,10 +436,7 @@ def prepare(config: RunConfig) -> Prepared:
     }
     images_t = torch.from_numpy(imgs).permute(0, 3, 1, 2).contiguous().to(device)
     masks_t = torch.from_numpy(masks).to(device)
-    pp = clf.preprocess
-    stack = None
-    if pp.resize == "area" and config.sign_size % pp.input_size == 0:
-        stack = build_sign_stack(images_t, masks_t, config.sign_size // pp.input_size)
+    stack = pooled_stack(clf, images_t, masks_t)
     return Prepared(
         config=config,
         classifier=clf,
@@ -554,6 +582,7 @@ class RunResult:
     n_trials: int
     seconds: float
     resumed_from: int
+    edges: Any = None  # leafattack.analysis.EdgesResult when the run computed edges
 
     @property
     def trials_per_second(self) -> float:
@@ -807,6 +836,53 @@ def write_best(prep: Prepared, plan: TrialPlan, best: pd.DataFrame, run_dir: Pat
     return best
 
 
+def batch_bounds(start: int, total: int, batch_size: int) -> list[tuple[int, int]]:
+    """Batch ranges ``[k0, k1)`` of active trials from ``start``, aligned to ``batch_size``.
+
+    Alignment makes a resumed run compute exactly the batches of an uninterrupted one.
+    """
+    out = []
+    k0 = start
+    while k0 < total:
+        k1 = min(total, (k0 // batch_size + 1) * batch_size)
+        out.append((k0, k1))
+        k0 = k1
+    return out
+
+
+def evaluate_range(prep: Prepared, plan: TrialPlan, k0: int, k1: int) -> bytes:
+    """CSV rows (no header) of active trials ``k0..k1``, batch by batch as a local run does.
+
+    Executors (local, Ray) call this on aligned ranges; its bytes are independent of which
+    process computes them.
+    """
+    ev = BatchEvaluator(prep, plan)
+    parts = []
+    for a, b in batch_bounds(k0, k1, prep.config.batch_size):
+        d, probs = ev.evaluate(a, b)
+        parts.append(_csv_bytes(ev.rows(d, probs), header=False))
+    return b"".join(parts)
+
+
+def local_batches(prep: Prepared, plan: TrialPlan, start: int) -> Iterator[tuple[int, bytes]]:
+    """The local executor: yields ``(k1, csv_bytes)`` per batch, in trial order."""
+    ev = BatchEvaluator(prep, plan)
+    for k0, k1 in batch_bounds(start, plan.total_active, prep.config.batch_size):
+        d, probs = ev.evaluate(k0, k1)
+        yield k1, _csv_bytes(ev.rows(d, probs), header=False)
+
+
+def _ray_batches(prep: Prepared, plan: TrialPlan, start: int) -> Iterator[tuple[int, bytes]]:
+    try:
+        from leafattack.distributed import ray_batches
+    except ImportError:
+        raise LeafattackError(
+            "--executor ray needs Ray: install it with  uv sync --extra ray  "
+            "(or pip install 'leafattack[ray]')"
+        ) from None
+    return ray_batches(prep, plan, start)
+
+
 def run(config: RunConfig) -> RunResult:
     """Run (or resume) a grid-search leaf attack and write its run directory.
 
@@ -829,10 +905,21 @@ def run(config: RunConfig) -> RunResult:
             f"{run_dir}: output directory cannot be written ({exc.strerror or exc})"
         ) from None
     with run_lock(run_dir):
-        return _run_locked(prep, run_dir)
+        result, plan = _run_locked(prep, run_dir)
+    if config.edges:
+        from leafattack.analysis import run_edges
+
+        result = dataclasses.replace(
+            result, edges=run_edges(run_dir, prep=prep, plan=plan, quiet=config.quiet)
+        )
+    if config.report:
+        from leafattack.report import write_report
+
+        write_report(run_dir)
+    return result
 
 
-def _run_locked(prep: Prepared, run_dir: Path) -> RunResult:
+def _run_locked(prep: Prepared, run_dir: Path) -> tuple[RunResult, TrialPlan]:
     config = prep.config
     doc = run_config_document(config, prep.fingerprints)
     _check_resumable(run_dir, doc, config.overwrite)
@@ -872,8 +959,11 @@ def _run_locked(prep: Prepared, run_dir: Path) -> RunResult:
         with open(trials_path, "r+b") as f:
             f.truncate(int(progress["bytes"]))
             f.seek(0, os.SEEK_END)
-            evaluator = BatchEvaluator(prep, plan)
-            bs = config.batch_size
+            batches = (
+                local_batches(prep, plan, done)
+                if config.executor == "local"
+                else _ray_batches(prep, plan, done)
+            )
             with tqdm(
                 total=total,
                 initial=done,
@@ -883,10 +973,7 @@ def _run_locked(prep: Prepared, run_dir: Path) -> RunResult:
                 desc="attack",
                 dynamic_ncols=True,
             ) as bar:
-                while done < total:
-                    k1 = min(total, (done // bs + 1) * bs)
-                    d, probs = evaluator.evaluate(done, k1)
-                    data = _csv_bytes(evaluator.rows(d, probs), header=False)
+                for k1, data in batches:
                     f.write(data)
                     f.flush()
                     os.fsync(f.fileno())
@@ -906,16 +993,7 @@ def _run_locked(prep: Prepared, run_dir: Path) -> RunResult:
         _write_atomic(run_dir / "best.csv", _csv_bytes(best, header=True))
     except OSError as exc:
         raise _disk_error(run_dir, exc) from None
-    result = RunResult(run_dir, clean, trials, summary, best, total, seconds, start_rows)
-    if config.edges:
-        from leafattack.edges_run import run_edges
-
-        run_edges(run_dir, prep=prep, plan=plan, quiet=config.quiet)
-    if config.report:
-        from leafattack.report import write_report
-
-        write_report(run_dir)
-    return result
+    return RunResult(run_dir, clean, trials, summary, best, total, seconds, start_rows), plan
 
 
 def open_run(

@@ -40,6 +40,11 @@ RUN_FLAGS = (
     "device",
     "seed",
     "sign_size",
+    "executor",
+    "address",
+    "workers",
+    "gpus_per_worker",
+    "chunk_size",
 )
 
 
@@ -56,6 +61,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     assert isinstance(config, RunConfig)
     result = run(config)
     print(format_run_summary(result))
+    if result.edges is not None:
+        print()
+        print(f"edge metrics vs success ({result.edges.correlation_path}):")
+        print(result.edges.table_text)
     return 0
 
 
@@ -188,7 +197,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_edges(args: argparse.Namespace) -> int:
-    from leafattack.edges_run import run_edges
+    from leafattack.analysis import run_edges
 
     res = run_edges(
         Path(args.run_dir), device=args.device, quiet=args.quiet, batch_size=args.batch_size
@@ -264,6 +273,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--edges", action="store_true", help="also run the edge analysis")
     r.add_argument("--report", action="store_true", help="also write report.html")
+    r.add_argument("--executor", choices=["local", "ray"], help="where trials run (default local)")
+    r.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
+    r.add_argument("--workers", type=int, help="Ray actors (default 2)")
+    r.add_argument("--gpus-per-worker", type=float, help="GPUs per Ray actor (default 0)")
+    r.add_argument("--chunk-size", type=int, help="trials per Ray task (multiple of batch size)")
     r.set_defaults(func=cmd_run)
 
     s = sub.add_parser("signs", help="built-in signs")

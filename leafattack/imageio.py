@@ -147,7 +147,10 @@ def read_rgba(path: str | os.PathLike[str], *, max_pixels: int = MAX_PIXELS) -> 
 
 
 def write_png(path: str | os.PathLike[str], image: np.ndarray) -> None:
-    """Write a uint8 (H, W), (H, W, 3) RGB or (H, W, 4) RGBA array as a PNG (deterministic bytes)."""
+    """Write a uint8 (H, W), (H, W, 3) RGB or (H, W, 4) RGBA array as a PNG.
+
+    The bytes are deterministic for a given array.
+    """
     arr = np.asarray(image)
     if arr.dtype == bool:
         arr = arr.astype(np.uint8) * 255

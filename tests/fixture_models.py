@@ -17,16 +17,24 @@ from leafattack.signs import LISA_CLASSES, render_sign_set
 
 
 class TemplateModel(nn.Module):
-    """logits_k = -scale * mean((x - T_k)^2); input float (N, 3, 32, 32) in [0, 1]."""
+    """Nearest template with margin-normalised distances; input float (N, 3, 32, 32) in [0, 1].
 
-    def __init__(self, templates: torch.Tensor, scale: float = 40.0) -> None:
+    logits_k = -scale * mean((x - T_k)^2) / margin_k, where margin_k is the distance from
+    T_k to the closest other template: classes with close neighbours (the speed limits)
+    are easier to flip, as in a real classifier.
+    """
+
+    def __init__(self, templates: torch.Tensor, scale: float = 4.0) -> None:
         super().__init__()
         self.register_buffer("templates", templates)
+        d = (templates[:, None] - templates[None]).pow(2).mean(dim=(2, 3, 4))
+        d.fill_diagonal_(float("inf"))
+        self.register_buffer("margin", d.min(dim=1).values)
         self.scale = scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         d = (x[:, None] - self.templates[None]).pow(2).mean(dim=(2, 3, 4))
-        return -self.scale * d
+        return -self.scale * d / self.margin
 
 
 def _templates() -> torch.Tensor:

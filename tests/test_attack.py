@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import atexit
+import functools
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,9 +37,30 @@ SMALL = GridSpec(
 )
 
 
+FOUR_SIGNS = ("speedLimit30", "speedLimit35", "stop", "yield")
+
+
+@functools.cache
+def four_signs_folder() -> Path:
+    """A manifest folder with four built-in signs and their masks (two are fragile)."""
+    from leafattack.imageio import write_png
+    from leafattack.signs import render_sign
+
+    folder = Path(tempfile.mkdtemp(prefix="leafattack-signs-"))
+    atexit.register(shutil.rmtree, folder, True)
+    rows = ["file,mask,name"]
+    for name in FOUR_SIGNS:
+        img, mask = render_sign(name)
+        write_png(folder / f"{name}.png", img)
+        write_png(folder / f"{name}_mask.png", mask)
+        rows.append(f"{name}.png,{name}_mask.png,{name}")
+    (folder / "manifest.csv").write_text("\n".join(rows) + "\n")
+    return folder
+
+
 def small_config(out: Path, **kw: object) -> RunConfig:
-    base = dict(model="fixture_models:template", out=str(out), grid=SMALL, limit_signs=4,
-                quiet=True, batch_size=64, device="cpu")
+    base = dict(model="fixture_models:template", out=str(out), grid=SMALL,
+                signs=str(four_signs_folder()), quiet=True, batch_size=64, device="cpu")
     base.update(kw)
     return RunConfig(**base)  # type: ignore[arg-type]
 
@@ -54,6 +79,7 @@ def test_run_directory_is_complete(small_run: leafattack.RunResult) -> None:
     clean = pd.read_csv(rd / "clean.csv")
     assert list(clean.columns) == list(schema.CLEAN_COLUMNS)
     assert len(clean) == 4 and clean["correct"].all()
+    assert set(clean["true_name"]) == set(FOUR_SIGNS)
     # 4 signs x (2 species x 3 shipped leaves each) x 2 sizes x 2 angles x 9 positions
     n_leaves = trials["leaf_id"].nunique()
     assert set(trials["species"]) == {"maple", "oak"}
@@ -65,12 +91,14 @@ def test_run_directory_is_complete(small_run: leafattack.RunResult) -> None:
 def test_success_matches_predictions(small_run: leafattack.RunResult) -> None:
     t = small_run.trials
     assert (t["success"] == (t["pred_label"] != t["true_label"])).all()
-    assert ((t["pred_conf"] >= t["true_conf"] - 1e-6)).all()
+    assert (t["pred_conf"] >= t["true_conf"] - 1e-6).all()
     assert t["occluded_frac"].between(0, 1).all()
     # Bigger leaves cover more of the sign and succeed at least as often.
     by_size = t.groupby("size")[["occluded_frac", "success"]].mean()
     assert by_size.loc[0.5, "occluded_frac"] > by_size.loc[0.3, "occluded_frac"]
     assert by_size.loc[0.5, "success"] >= by_size.loc[0.3, "success"]
+    # The template model's speed-limit classes are close neighbours: some trials flip them.
+    assert t["success"].any() and not t["success"].all()
 
 
 def test_summary_counts_and_wilson(small_run: leafattack.RunResult) -> None:
@@ -104,10 +132,10 @@ def test_best_is_lowest_true_confidence(small_run: leafattack.RunResult) -> None
 
 def test_engine_agrees_with_per_trial_reference(small_run: leafattack.RunResult) -> None:
     """Slow per-trial recomposition + classification reproduces sampled CSV rows."""
-    from leafattack.datasets import load_builtin
+    from leafattack.datasets import load_signs
 
     clf = load_model("fixture_models:template")
-    signs = load_builtin()
+    signs = load_signs(str(four_signs_folder()))
     prep, _ = open_run(small_run.run_dir, device="cpu")
     variants = {(v.leaf_id, v.colour): v.rgba for v in prep.variants}
     t = small_run.trials.sample(25, random_state=0)
@@ -129,15 +157,21 @@ def test_same_config_same_bytes(tmp_path: Path, small_run: leafattack.RunResult)
         assert (again.run_dir / name).read_bytes() == (small_run.run_dir / name).read_bytes()
 
 
-def test_fast_and_full_resolution_paths_agree(tmp_path: Path) -> None:
-    grid = GridSpec(species=("maple",), sizes=(0.4,), angles=(30.0,), positions=(3, 3))
-    a = run(small_config(tmp_path / "a", grid=grid, limit_signs=3))
-    b = run(small_config(tmp_path / "b", grid=grid, limit_signs=3,
-                         model="fixture_models:template_bilinear"))
+def test_fast_and_full_resolution_paths_agree(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pooled window fast path and the full-frame compositor give the same trials."""
+    from leafattack import attack
+
+    grid = GridSpec(species=("maple", "poplar"), sizes=(0.4, 0.7), angles=(30.0,),
+                    positions=(3, 3))
+    a = run(small_config(tmp_path / "a", grid=grid))
+    monkeypatch.setattr(attack, "pooled_stack", lambda *args: None)
+    b = run(small_config(tmp_path / "b", grid=grid))
     assert a.trials["trial_id"].tolist() == b.trials["trial_id"].tolist()
     np.testing.assert_allclose(a.trials["occluded_frac"], b.trials["occluded_frac"], atol=1e-5)
-    # Area vs antialiased-bilinear resizing differ slightly; decisions mostly agree.
-    assert (a.trials["pred_label"] == b.trials["pred_label"]).mean() > 0.9
+    np.testing.assert_allclose(a.trials["true_conf"], b.trials["true_conf"], atol=1e-4)
+    assert (a.trials["pred_label"] == b.trials["pred_label"]).mean() > 0.99
 
 
 def test_targeted_and_confidence_criteria(tmp_path: Path) -> None:
@@ -220,12 +254,26 @@ def _cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
         ["--model", "nothing.pt"], ["--signs", "foo:bar"], ["--batch-size", "0"],
     ],
 )
-def test_cli_bad_input_is_one_line_exit_2(tmp_path: Path, args: list[str]) -> None:
+def test_cli_bad_input_is_one_line_exit_2(
+    tmp_path: Path, args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from leafattack.cli import main
+
+    code = main(["run", "--model", "fixture_models:template", "--out", str(tmp_path / "x"),
+                 "--quiet", *args])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in err
+    assert not (tmp_path / "x" / "trials.csv").exists()
+
+
+def test_cli_error_in_a_fresh_process_has_no_traceback(tmp_path: Path) -> None:
     res = _cli("run", "--model", "fixture_models:template", "--out", str(tmp_path / "x"),
-               "--quiet", *args)
-    assert res.returncode == 2, res.stderr
-    lines = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
-    assert len(lines) == 1 and "Traceback" not in res.stderr
+               "--quiet", "--species", "cactus")
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines()[-1].startswith("error:")
+    assert "Traceback" not in res.stderr and "cactus" in res.stderr
 
 
 def test_cli_unwritable_output(tmp_path: Path) -> None:
@@ -245,14 +293,15 @@ def test_kill_and_resume_is_byte_identical(tmp_path: Path) -> None:
     out = tmp_path / "killed"
     args = ["run", "--model", "fixture_models:template", "--out", str(out), "--quiet",
             "--species", "maple,oak", "--sizes", "0.3,0.5", "--angles", "0,90",
-            "--positions", "3x3", "--limit-signs", "4", "--batch-size", "8", "--device", "cpu"]
+            "--positions", "3x3", "--signs", str(four_signs_folder()), "--batch-size", "16",
+            "--device", "cpu"]
     env = {**os.environ, "PYTHONPATH": str(TESTS)}
     kills = 0
     for _ in range(2):
         proc = subprocess.Popen([sys.executable, "-m", "leafattack", *args], cwd=ROOT, env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 120
-        target_rows = 16 + kills * 40
+        target_rows = 32 + kills * 64
         while time.time() < deadline and proc.poll() is None:
             try:
                 rows = json.loads((out / "progress.json").read_text())["rows"]
@@ -265,7 +314,7 @@ def test_kill_and_resume_is_byte_identical(tmp_path: Path) -> None:
             time.sleep(0.005)
         proc.wait()
     assert kills >= 1
-    reference = run(small_config(tmp_path / "whole", batch_size=8))
+    reference = run(small_config(tmp_path / "whole", batch_size=16))
     expected = (reference.run_dir / "trials.csv").read_bytes()
     assert (out / "trials.csv").read_bytes() != expected
     res = _cli(*args)
