@@ -742,8 +742,8 @@ def summarise(trials: pd.DataFrame) -> pd.DataFrame:
     t = trials.rename(columns={"true_name": "sign_class"})
     parts = []
 
-    def add(factor: str, keys: pd.Series) -> None:
-        g = t["success"].astype(bool).groupby(keys, sort=True)
+    def add(factor: str, keys: pd.Series, frame: pd.DataFrame = t) -> None:
+        g = frame["success"].astype(bool).groupby(keys, sort=True)
         n = g.size()
         s = g.sum()
         lo, hi = wilson_interval(s.to_numpy(), n.to_numpy())
@@ -766,6 +766,12 @@ def summarise(trials: pd.DataFrame) -> pd.DataFrame:
         for f in schema.SUMMARY_FACTORS:
             add(f, t[f])
         add("sign_class x species", t["sign_class"].astype(str) + " | " + t["species"].astype(str))
+        # Per sign, as attack papers report it: a sign counts as fooled when any trial succeeds.
+        per_sign = t.groupby("sign_id", sort=True).agg(
+            success=("success", "any"), sign_class=("sign_class", "first")
+        )
+        add("signs_fooled", pd.Series("all", index=per_sign.index), per_sign)
+        add("signs_fooled by sign_class", per_sign["sign_class"], per_sign)
     if not parts:
         return pd.DataFrame({k: pd.Series(dtype=v) for k, v in schema.SUMMARY_COLUMNS.items()})
     out = pd.concat(parts, ignore_index=True)

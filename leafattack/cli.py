@@ -89,6 +89,13 @@ def format_run_summary(result: Any) -> str:
         lines.append(f"resumed after {result.resumed_from} of {result.n_trials} trials")
     if result.n_trials > result.resumed_from and result.seconds > 0:
         lines.append(f"speed: {result.trials_per_second:,.0f} trials/s")
+    fooled = s[s["factor"] == "signs_fooled"]
+    if not fooled.empty:
+        f = fooled.iloc[0]
+        lines.append(
+            f"signs fooled by at least one placement: {int(f.successes)}/{int(f.trials)} "
+            f"({float(f.rate):.1%}, 95% CI [{float(f.ci_low):.1%}, {float(f.ci_high):.1%}])"
+        )
     for factor in ("overall", "species", "colour", "size", "angle", "sign_class"):
         part = s[s["factor"] == factor]
         if part.empty or (factor == "colour" and len(part) < 2):

@@ -57,9 +57,11 @@ CLEAN_COLUMNS: Final[dict[str, str]] = {
 }
 
 SUMMARY_COLUMNS: Final[dict[str, str]] = {
-    "factor": "string",  # e.g. "overall", "sign_class", "species", "sign_class x species"
+    # "overall", a SUMMARY_FACTORS name, "sign_class x species", or "signs_fooled" and
+    # "signs_fooled by sign_class", where a row counts signs (fooled = any trial succeeded)
+    "factor": "string",
     "level": "string",  # value of the factor, e.g. "stop" or "stop | maple"
-    "trials": "int64",
+    "trials": "int64",  # trials, or signs for the signs_fooled factors
     "successes": "int64",
     "rate": "float64",
     "ci_low": "float64",  # 95% Wilson interval
