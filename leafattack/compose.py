@@ -243,6 +243,49 @@ def build_sign_stack(images: torch.Tensor, masks: torch.Tensor, factor: int) -> 
     return SignStack(images.permute(0, 2, 3, 1).contiguous(), masks, low, area, factor)
 
 
+_OUTSIDE = 1000.0
+"""Added to the sampling coordinates of window pixels outside the sign image: the leaf
+canvas spans [-1, 1], so those pixels sample nothing (the leaf is cut off at the edge)."""
+
+
+def _window_grid(
+    bank: LeafBank,
+    entry: torch.Tensor,
+    angle: torch.Tensor,
+    cx: torch.Tensor,
+    cy: torch.Tensor,
+    win: int,
+    inside: tuple[torch.Tensor, torch.Tensor],
+) -> torch.Tensor:
+    """``grid_sample`` grid (N, win, win, 2) of the leaf canvas over a window.
+
+    Same mapping as :func:`placement_theta`, built from separable row and column terms
+    (cheaper than ``affine_grid``). ``cx``, ``cy``: leaf centre in window pixels (edge
+    convention); ``inside``: bool (N, win) rows and columns that lie on the sign image.
+    """
+    t = torch.deg2rad(angle.float())
+    c, s = torch.cos(t)[:, None], torch.sin(t)[:, None]
+    scale = 2.0 / bank.canvas
+    shift = bank.shift[entry]
+    centres = torch.arange(win, device=cx.device, dtype=torch.float32)[None, :] + 0.5
+    u = centres - cx[:, None]  # (N, win) x offsets of the window columns from the leaf centre
+    v = centres - cy[:, None]  # (N, win) y offsets of the window rows
+    row_pen = (~inside[0]).float() * _OUTSIDE
+    col_pen = (~inside[1]).float() * _OUTSIDE
+    grid = torch.empty((cx.shape[0], win, win, 2), device=cx.device)
+    torch.add(
+        ((-s * v) * scale + row_pen)[:, :, None],
+        ((c * u + shift[:, 0:1]) * scale + col_pen)[:, None, :],
+        out=grid[..., 0],
+    )
+    torch.add(
+        ((c * v + shift[:, 1:2]) * scale + row_pen)[:, :, None],
+        ((s * u) * scale + col_pen)[:, None, :],
+        out=grid[..., 1],
+    )
+    return grid
+
+
 def composite_pooled(
     stack: SignStack,
     bank: LeafBank,
@@ -277,7 +320,7 @@ def composite_pooled(
     oy = torch.floor((cy - radius) / f).long() * f
     ar = torch.arange(win, device=dev)
     rows, cols = oy[:, None] + ar, ox[:, None] + ar  # (N, win)
-    inside = ((rows >= 0) & (rows < h))[:, :, None] & ((cols >= 0) & (cols < w))[:, None, :]
+    inside = ((rows >= 0) & (rows < h)), ((cols >= 0) & (cols < w))
     si, ri, ci = (
         sign[:, None, None],
         rows.clamp(0, h - 1)[:, :, None],
@@ -286,18 +329,7 @@ def composite_pooled(
     # Gathers from channels-last storage fetch contiguous pixels.
     sign_win = stack.images[si, ri, ci].permute(0, 3, 1, 2).float().div_(255.0)
     mask_win = stack.masks[si, ri, ci]
-    theta = placement_theta(
-        (cx - ox.float()) / win,
-        (cy - oy.float()) / win,
-        angle.float(),
-        bank.shift[entry],
-        bank.canvas,
-        win,
-        win,
-    )
-    grid = F.affine_grid(theta, [n, 4, win, win], align_corners=False)
-    # Outside the sign image the leaf is cut off: sample far outside the leaf canvas there.
-    grid.masked_fill_(~inside[..., None], 4.0)
+    grid = _window_grid(bank, entry, angle, cx - ox.float(), cy - oy.float(), win, inside)
     layer = F.grid_sample(
         bank.images[entry], grid, mode="bilinear", padding_mode="zeros", align_corners=False
     )
