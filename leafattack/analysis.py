@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 from tqdm.auto import tqdm
 
 from leafattack import schema
@@ -31,10 +30,11 @@ from leafattack.attack import (
     _disk_error,
     _write_atomic,
     batch_bounds,
+    composite_trials,
     open_run,
     run_lock,
 )
-from leafattack.compose import composite, to_uint8_hwc
+from leafattack.compose import to_uint8_hwc
 from leafattack.edges import EDGE_METRICS, EdgeConfig, canny_batch, edge_metrics, resize_masks
 from leafattack.errors import LeafattackError
 from leafattack.grid import TrialPlan
@@ -90,19 +90,7 @@ def _edge_images(
 ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """Recompose active trials k0..k1; return decoded params, attacked edges and leaf alpha."""
     d = plan.decode(k0, k1)
-    dev = prep.sign_images.device
-    sign = torch.from_numpy(d["sign"]).to(dev)
-    angles = torch.tensor(prep.config.grid.angles, dtype=torch.float32, device=dev)
-    with torch.inference_mode():
-        images, _, alpha = composite(
-            prep.sign_images[sign],
-            prep.sign_masks[sign],
-            prep.bank,
-            torch.from_numpy(d["variant"] * prep.bank.n_sizes + d["size_idx"]).to(dev),
-            torch.from_numpy(d["x"]).float().to(dev),
-            torch.from_numpy(d["y"]).float().to(dev),
-            angles[torch.from_numpy(d["angle_idx"]).to(dev)],
-        )
+    images, _, alpha = composite_trials(prep, d)
     attacked = canny_batch(to_uint8_hwc(images), cfg)
     leaf = resize_masks(alpha.cpu().numpy(), cfg.resolution)
     return d, attacked, leaf

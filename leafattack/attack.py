@@ -243,6 +243,10 @@ def config_from_mapping(values: Mapping[str, Any], base: RunConfig | None = None
         elif key in ("signs", "leaves", "model", "out", "device", "target", "executor", "address"):
             if not isinstance(value, str):
                 raise LeafattackError(f"config key {key!r}: expected a string, got {value!r}")
+            if "\0" in value:  # no path or name can hold one; os calls would raise ValueError
+                raise LeafattackError(
+                    f"config key {key!r}: {value!r} contains a NUL character (expected text)"
+                )
             run_kw[key] = value
         elif key in ("limit_signs", "batch_size", "seed", "sign_size", "workers", "chunk_size"):
             run_kw[key] = _integer(value, key)
@@ -260,7 +264,10 @@ def _number(v: Any, key: str) -> float:
             return float(str(v))
         except ValueError:
             raise LeafattackError(f"config key {key!r}: {v!r} is not a number") from None
-    return float(v)
+    try:
+        return float(v)
+    except OverflowError:  # an integer beyond the float range
+        raise LeafattackError(f"config key {key!r}: integer out of range") from None
 
 
 def _integer(v: Any, key: str) -> int:
@@ -270,6 +277,8 @@ def _integer(v: Any, key: str) -> int:
         f = float(v)
     except (TypeError, ValueError):
         raise LeafattackError(f"config key {key!r}: {v!r} is not an integer") from None
+    except OverflowError:  # an integer beyond the float range
+        raise LeafattackError(f"config key {key!r}: integer out of range") from None
     if not f.is_integer():
         raise LeafattackError(f"config key {key!r}: {v!r} is not an integer")
     return int(f)
@@ -294,6 +303,19 @@ def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise LeafattackError(f"{p}: invalid TOML ({exc})") from None
+    except RecursionError:  # arrays or inline tables nested thousands deep
+        raise LeafattackError(f"{p}: invalid TOML (nested too deeply)") from None
+    except ValueError:  # tomllib: an integer of more than 4300 digits
+        raise LeafattackError(f"{p}: invalid TOML (a number is too long)") from None
+    stack: list[Any] = [data]
+    while stack:  # TOML integers are 64-bit; tomllib accepts any size
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, int) and not -(2**63) <= item < 2**63:
+            raise LeafattackError(f"{p}: invalid TOML (an integer exceeds the 64-bit range)")
     config_from_mapping(data)  # validate early, naming the file on error below
     return data
 
@@ -471,19 +493,31 @@ def run_lock(run_dir: Path) -> Iterator[None]:
     """Hold an exclusive ``flock`` on ``RUN_DIR/run.lock`` (released by the kernel on death)."""
     path = run_dir / LOCK_FILE
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    held = False
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
+            holder = ""
+            for _ in range(50):  # the holder writes its pid just after taking the lock
+                holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
+                if holder:
+                    break
+                time.sleep(0.01)
+            holder = holder or "unknown"
             raise RunLockedError(
                 f"{run_dir}: another leafattack process is writing this run ({holder}); "
                 f"wait for it or use another --out"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        holder_line = f"pid {os.getpid()} on {socket.gethostname()}\n".encode()
+        os.pwrite(fd, holder_line, 0)  # overwrite, then cut: the file is never seen empty
+        os.ftruncate(fd, len(holder_line))
+        held = True
         yield
     finally:
+        if held:  # a finished holder leaves no pid behind (a killed one does: it is stale)
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
         os.close(fd)
 
 
@@ -637,6 +671,33 @@ def _fmt(values: Sequence[float]) -> np.ndarray:
     return np.array([FLOAT_FORMAT % v for v in values], dtype=object)
 
 
+def placement_tensors(
+    prep: Prepared, d: dict[str, np.ndarray]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Decoded trials → (sign, bank entry, x, y, angle) tensors on the run's device."""
+    dev = prep.sign_images.device
+    angles = torch.tensor(prep.config.grid.angles, dtype=torch.float32, device=dev)
+    return (
+        torch.from_numpy(d["sign"]).to(dev),
+        torch.from_numpy(d["variant"] * prep.bank.n_sizes + d["size_idx"]).to(dev),
+        torch.from_numpy(d["x"]).float().to(dev),
+        torch.from_numpy(d["y"]).float().to(dev),
+        angles[torch.from_numpy(d["angle_idx"]).to(dev)],
+    )
+
+
+def composite_trials(
+    prep: Prepared, d: dict[str, np.ndarray]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Full-resolution composites of decoded trials: images (N, 3, H, W), occluded (N,),
+    leaf alpha (N, H, W), as :func:`~leafattack.compose.composite` returns them."""
+    sign, entry, x, y, angle = placement_tensors(prep, d)
+    with torch.inference_mode():
+        return composite(
+            prep.sign_images[sign], prep.sign_masks[sign], prep.bank, entry, x, y, angle
+        )
+
+
 @dataclass
 class BatchEvaluator:
     """Decode → composite → classify → judge, for one batch of active trials."""
@@ -653,21 +714,13 @@ class BatchEvaluator:
     def evaluate(self, k0: int, k1: int) -> tuple[dict[str, np.ndarray], torch.Tensor]:
         """Run active trials ``k0..k1``; returns decoded params and (N, K) probabilities."""
         prep = self.prep
-        dev = prep.sign_images.device
         d = self.plan.decode(k0, k1)
-        sign = torch.from_numpy(d["sign"]).to(dev)
-        entry = torch.from_numpy(d["variant"] * prep.bank.n_sizes + d["size_idx"]).to(dev)
-        angles = torch.tensor(prep.config.grid.angles, dtype=torch.float32, device=dev)
-        x = torch.from_numpy(d["x"]).float().to(dev)
-        y = torch.from_numpy(d["y"]).float().to(dev)
-        angle = angles[torch.from_numpy(d["angle_idx"]).to(dev)]
-        with torch.inference_mode():
-            if prep.stack is not None:
+        if prep.stack is not None:
+            sign, entry, x, y, angle = placement_tensors(prep, d)
+            with torch.inference_mode():
                 images, occ = composite_pooled(prep.stack, prep.bank, sign, entry, x, y, angle)
-            else:
-                images, occ, _ = composite(
-                    prep.sign_images[sign], prep.sign_masks[sign], prep.bank, entry, x, y, angle
-                )
+        else:
+            images, occ, _ = composite_trials(prep, d)
         probs = prep.classifier.predict_proba(images)
         d["occluded_frac"] = occ.double().cpu().numpy()
         return d, probs
@@ -795,18 +848,7 @@ def recompose(prep: Prepared, plan: TrialPlan, trial_ids: np.ndarray) -> np.ndar
     if len(trial_ids) == 0:
         return np.zeros((0, prep.config.sign_size, prep.config.sign_size, 3), np.uint8)
     d = decode_trial_ids(plan, np.asarray(trial_ids, dtype=np.int64))
-    dev = prep.sign_images.device
-    sign = torch.from_numpy(d["sign"]).to(dev)
-    angles = torch.tensor(prep.config.grid.angles, dtype=torch.float32, device=dev)
-    images, _, _ = composite(
-        prep.sign_images[sign],
-        prep.sign_masks[sign],
-        prep.bank,
-        torch.from_numpy(d["variant"] * prep.bank.n_sizes + d["size_idx"]).to(dev),
-        torch.from_numpy(d["x"]).float().to(dev),
-        torch.from_numpy(d["y"]).float().to(dev),
-        angles[torch.from_numpy(d["angle_idx"]).to(dev)],
-    )
+    images, _, _ = composite_trials(prep, d)
     return to_uint8_hwc(images)
 
 
@@ -903,7 +945,7 @@ def run(config: RunConfig) -> RunResult:
     run_dir = Path(config.out) if config.out else default_out(config)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
+        probe = run_dir / f".write-test-{os.getpid()}"  # per process: runs may start together
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
