@@ -106,11 +106,14 @@ def run_edges(
     batch_size: int = 1024,
     n_boot: int = 200,
     quiet: bool = False,
+    at_model_resolution: bool = True,
 ) -> EdgesResult:
     """Compute ``edges.csv`` and ``correlation.csv`` for a finished run (resumable).
 
     Args:
-        config: Canny and metric settings; default: at the model's input resolution.
+        config: Canny and metric settings (default: EdgeConfig's defaults).
+        at_model_resolution: compute the edge maps at the model's input size (overrides
+            ``config.resolution``); False keeps ``config.resolution`` (None = sign size).
         n_boot: bootstrap replicates of the AUC intervals.
 
     Raises:
@@ -128,7 +131,9 @@ def run_edges(
             f"{run_dir / 'trials.csv'}: has {len(trials)} rows, but the run's config gives "
             f"{plan.total_active} trials (edited or truncated file?)"
         )
-    cfg = config or EdgeConfig(resolution=prep.classifier.preprocess.input_size)
+    cfg = config or EdgeConfig()
+    if at_model_resolution:
+        cfg = dataclasses.replace(cfg, resolution=prep.classifier.preprocess.input_size)
     cfg_doc = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
     names = list(EDGE_METRICS)
     edges_path = run_dir / "edges.csv"

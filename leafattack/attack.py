@@ -1063,8 +1063,8 @@ def open_run(
     stale = [k for k, v in prep.fingerprints.items() if stored.get(k) != v]
     if stale:
         raise LeafattackError(
-            f"{rd}: the {', '.join(stale)} on disk no longer match this run's config "
-            f"(fingerprints differ); rerun the attack with --overwrite"
+            f"{rd}: {', '.join(stale)} on disk no longer match the fingerprints in "
+            f"config.toml; rerun the attack with --overwrite"
         )
     clean_path = rd / "clean.csv"
     if not clean_path.exists():

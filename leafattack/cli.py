@@ -10,7 +10,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from leafattack.errors import LeafattackError
 
@@ -205,9 +205,44 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_edges(args: argparse.Namespace) -> int:
     from leafattack.analysis import run_edges
+    from leafattack.edges import EdgeConfig
 
+    cfg = None
+    if (
+        args.resolution != "model"
+        or args.auto
+        or args.low is not None
+        or args.high is not None
+        or args.blur is not None
+    ):
+        kw: dict[str, Any] = {"auto": args.auto}
+        if args.low is not None:
+            kw["low"] = args.low
+        if args.high is not None:
+            kw["high"] = args.high
+        if args.blur is not None:
+            kw["blur_ksize"] = args.blur
+        if args.resolution == "sign":
+            kw["resolution"] = None
+        elif args.resolution != "model":
+            try:
+                kw["resolution"] = int(args.resolution)
+            except ValueError:
+                raise LeafattackError(
+                    f"--resolution {args.resolution!r}: expected model, sign or a pixel size"
+                ) from None
+        try:
+            cfg = EdgeConfig(**kw)
+        except ValueError as exc:
+            raise LeafattackError(str(exc)) from None
     res = run_edges(
-        Path(args.run_dir), device=args.device, quiet=args.quiet, batch_size=args.batch_size
+        Path(args.run_dir),
+        config=cfg,
+        device=args.device,
+        quiet=args.quiet,
+        batch_size=args.batch_size,
+        n_boot=args.n_boot,
+        at_model_resolution=args.resolution == "model",
     )
     print(res.table_text)
     return 0
@@ -238,8 +273,15 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's error format: one line ``error: ...``, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="leafattack",
         description="Fall-leaf occlusion attacks on traffic-sign classifiers.",
     )
@@ -349,6 +391,16 @@ def build_parser() -> argparse.ArgumentParser:
     ed.add_argument("--device", default="auto")
     ed.add_argument("--batch-size", type=int, default=2048)
     ed.add_argument("--quiet", action="store_true")
+    ed.add_argument(
+        "--resolution",
+        default="model",
+        help="edge-map resolution: model (input size, default), sign, or pixels",
+    )
+    ed.add_argument("--auto", action="store_true", help="Canny thresholds from the median")
+    ed.add_argument("--low", type=float, help="Canny low threshold (default 50)")
+    ed.add_argument("--high", type=float, help="Canny high threshold (default 150)")
+    ed.add_argument("--blur", type=int, help="Gaussian kernel size before Canny (default 3)")
+    ed.add_argument("--n-boot", type=int, default=200, help="bootstrap replicates for AUC CIs")
     ed.set_defaults(func=cmd_edges)
 
     rp = sub.add_parser("report", help="figures and a self-contained report.html of a run")
@@ -363,7 +415,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``leafattack`` console script."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a bad flag (already reported on one line)
+        return exc.code if isinstance(exc.code, int) else 2
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s: %(message)s",
