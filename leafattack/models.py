@@ -26,6 +26,7 @@ import importlib
 import io
 import json
 import logging
+import operator
 import pickle
 import re
 import zipfile
@@ -358,6 +359,19 @@ def _is_torchscript(path: Path) -> bool:
         return False
 
 
+def _zip_damage(path: Path) -> str | None:
+    """For a zip archive (the format torch.save writes): a description of the first member
+    whose bytes fail their CRC, or of a damaged archive; None when intact or not a zip."""
+    if not zipfile.is_zipfile(path):
+        return None
+    try:
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+    except Exception as exc:  # damaged directory or headers: BadZipFile, zlib.error, ...
+        return f"damaged zip archive, {type(exc).__name__}"
+    return None if bad is None else f"member {bad} fails its CRC check"
+
+
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Classifier:
     """Load a leafattack checkpoint safely (``weights_only=True``: no code runs).
 
@@ -376,6 +390,11 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Cla
             f"{p}: is a TorchScript file; TorchScript runs code from the file, so load it "
             f"only if you trust it, with the spec torchscript:{p} or --trust-torchscript"
         )
+    bad_member = _zip_damage(p)
+    if bad_member is not None:
+        raise LeafattackError(
+            f"{p}: corrupt checkpoint ({bad_member}); expected an intact leafattack .pt file"
+        )
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -384,7 +403,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Cla
             f"{p}: refused, the file is not a plain leafattack checkpoint and loading it would "
             f"execute code ({first[:120]})"
         ) from None
-    except (RuntimeError, OSError, EOFError, ValueError, zipfile.BadZipFile) as exc:
+    except Exception as exc:  # any parse failure of untrusted bytes (KeyError, IndexError, ...)
         raise LeafattackError(
             f"{p}: not a readable checkpoint ({type(exc).__name__}); expected a leafattack .pt file"
         ) from None
@@ -400,6 +419,11 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Cla
     ]
     if missing:
         raise LeafattackError(f"{p}: leafattack checkpoint lacks {', '.join(missing)}")
+    if not isinstance(obj["class_names"], list | tuple) or not isinstance(obj["state_dict"], dict):
+        raise LeafattackError(
+            f"{p}: leafattack checkpoint has malformed class_names or state_dict "
+            f"(expected a list of names and a dict of tensors)"
+        )
     class_names = [str(c) for c in obj["class_names"]]
     try:
         module = build_model(str(obj["arch"]), len(class_names))
@@ -423,7 +447,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Cla
             std=tuple(float(v) for v in obj["std"]),  # type: ignore[arg-type]
             resize=str(obj.get("resize", "bilinear")),
         )
-    except ValueError as exc:
+    except (TypeError, ValueError) as exc:
         raise LeafattackError(f"{p}: bad preprocessing metadata ({exc})") from None
     meta = {k: v for k, v in obj.items() if k != "state_dict"}
     meta["path"] = str(p)
@@ -457,15 +481,24 @@ def load_torchscript(path: str | Path, device: str | torch.device = "cpu") -> Cl
 def _wrap_with_meta(
     module: nn.Module, meta: Mapping[str, Any], where: str, arch: str
 ) -> Classifier:
-    if "class_names" not in meta:
+    if not isinstance(meta, Mapping) or "class_names" not in meta:
         raise LeafattackError(
             f"{where}: metadata lacks class_names (expected a list of the model's class names)"
         )
+    if not isinstance(meta["class_names"], list | tuple):
+        raise LeafattackError(
+            f"{where}: metadata class_names is {type(meta['class_names']).__name__} "
+            f"(expected a list of the model's class names)"
+        )
     kw: dict[str, Any] = {}
-    for key in ("input_size", "mean", "std", "resize"):
-        if key in meta:
-            kw[key] = tuple(meta[key]) if key in ("mean", "std") else meta[key]
     try:
+        if "input_size" in meta:
+            kw["input_size"] = operator.index(meta["input_size"])  # TypeError unless integral
+        if "resize" in meta:
+            kw["resize"] = meta["resize"]
+        for key in ("mean", "std"):
+            if key in meta:
+                kw[key] = tuple(float(v) for v in meta[key])
         preprocess = Preprocess(**kw)
     except (TypeError, ValueError) as exc:
         raise LeafattackError(f"{where}: bad preprocessing metadata ({exc})") from None
@@ -482,12 +515,18 @@ def load_factory(spec: str, device: str | torch.device = "cpu") -> Classifier:
     mod_name, func_name = spec.split(":", 1)
     try:
         mod = importlib.import_module(mod_name)
-    except ImportError as exc:
+    except Exception as exc:  # not found, or the module fails while importing
         raise LeafattackError(f"model spec {spec!r}: cannot import {mod_name} ({exc})") from None
     factory = getattr(mod, func_name, None)
     if not callable(factory):
         raise LeafattackError(f"model spec {spec!r}: {mod_name} has no callable {func_name}")
-    out = factory()
+    try:
+        out = factory()
+    except Exception as exc:  # e.g. a class or function that needs arguments
+        raise LeafattackError(
+            f"model spec {spec!r}: {func_name}() failed ({type(exc).__name__}: {exc}); "
+            f"expected a factory without arguments returning (nn.Module, metadata dict)"
+        ) from None
     if not (
         isinstance(out, tuple)
         and len(out) == 2
@@ -533,9 +572,12 @@ def resolve_device(device: str) -> torch.device:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise LeafattackError(f"device {device!r}: CUDA is not available on this machine")
     try:
-        return torch.device(device)
+        dev = torch.device(device)
     except RuntimeError:
         raise LeafattackError(f"device {device!r}: expected auto, cpu or cuda[:N]") from None
+    if dev.type not in ("cpu", "cuda"):  # meta, mps, xpu, ...: not devices leafattack runs on
+        raise LeafattackError(f"device {device!r}: expected auto, cpu or cuda[:N]")
+    return dev
 
 
 def match_classes(

@@ -117,7 +117,8 @@ def variation_config(input_size: int, photos: bool) -> VariationConfig:
 
 def _split(labels: np.ndarray, frac: float, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
     """Stratified split of indices into (train, val); each class keeps >= 1 training item."""
-    train, val = [], []
+    train: list[int] = []
+    val: list[int] = []
     for c in np.unique(labels):
         idx = rng.permutation(np.flatnonzero(labels == c))
         k = int(round(len(idx) * frac)) if len(idx) > 1 else 0
@@ -159,12 +160,12 @@ def leaf_paster(prob: float, width: int, device: torch.device) -> LeafPaster:
         pick = u[:, 0] < prob
         if not bool(pick.any()):
             return batch
-        idx = torch.flatnonzero(pick)
+        idx = torch.nonzero(pick).flatten()
         m = len(idx)
         entry = torch.randint(0, n_entries, (m,), generator=gen)
         out, _, _ = composite(
             batch[idx],
-            torch.ones(m, batch.shape[2], batch.shape[3], dtype=torch.bool),
+            torch.ones(m, batch.shape[2], batch.shape[3], dtype=torch.bool, device=batch.device),
             bank,
             entry.to(device),
             (0.2 + 0.6 * u[idx, 1]).to(device),
@@ -322,7 +323,10 @@ def train(config: TrainConfig) -> TrainResult:
         },
     )
     hist_path = out.with_name(out.name + ".history.csv")
-    hist.to_csv(hist_path, index=False, float_format="%.6g", quoting=csv.QUOTE_MINIMAL)
+    # Wall-clock seconds stay out of the file: same config + seed => byte-identical CSV.
+    hist.drop(columns=["seconds"]).to_csv(
+        hist_path, index=False, float_format="%.6g", quoting=csv.QUOTE_MINIMAL
+    )
     return TrainResult(out, hist, val_acc, time.perf_counter() - t_start)
 
 
