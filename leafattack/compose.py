@@ -216,21 +216,30 @@ def composite(
 
 @dataclass(frozen=True, slots=True)
 class SignStack:
-    """Signs prepared for :func:`composite_pooled`.
+    """Signs prepared for :func:`composite_pooled`, stored in f×f blocks.
+
+    A window aligned to the pooling blocks is then gathered with one ``index_select`` row
+    per block instead of one index per pixel.
 
     Attributes:
-        images: uint8 (S, H, W, 3) sign images, channels last.
-        masks: bool (S, H, W) sign masks.
+        blocks: uint8 (S * H/f * W/f, 3 * f * f): row ``(s * H/f + i) * W/f + j`` holds
+            block (i, j) of sign s, channel-major (c, dy, dx).
+        mask_blocks: uint8 (S * H/f * W/f, f * f) sign masks (0/1), blocked the same way.
         low: float32 (S, H/f, W/f, 3) clean signs average-pooled by ``factor`` (channels last).
         area: float32 (S,) sign-mask pixel counts (at least 1).
         factor: pooling factor f; H and W are multiples of it.
     """
 
-    images: torch.Tensor
-    masks: torch.Tensor
+    blocks: torch.Tensor
+    mask_blocks: torch.Tensor
     low: torch.Tensor
     area: torch.Tensor
     factor: int
+
+    @property
+    def low_size(self) -> tuple[int, int]:
+        """(H/f, W/f)."""
+        return int(self.low.shape[1]), int(self.low.shape[2])
 
 
 def build_sign_stack(images: torch.Tensor, masks: torch.Tensor, factor: int) -> SignStack:
@@ -238,9 +247,19 @@ def build_sign_stack(images: torch.Tensor, masks: torch.Tensor, factor: int) -> 
     h, w = images.shape[-2:]
     if factor < 1 or h % factor or w % factor:
         raise ValueError(f"sign size {h}x{w} is not a multiple of the pooling factor {factor}")
-    low = F.avg_pool2d(images.float().div(255.0), factor).permute(0, 2, 3, 1).contiguous()
+    f = factor
+    n = images.shape[0]
+    low = F.avg_pool2d(images.float().div(255.0), f).permute(0, 2, 3, 1).contiguous()
+    blocks = images.reshape(n, 3, h // f, f, w // f, f).permute(0, 2, 4, 1, 3, 5)
+    mask_blocks = masks.to(torch.uint8).reshape(n, h // f, f, w // f, f).permute(0, 1, 3, 2, 4)
     area = masks.float().sum(dim=(1, 2)).clamp_min(1.0)
-    return SignStack(images.permute(0, 2, 3, 1).contiguous(), masks, low, area, factor)
+    return SignStack(
+        blocks.reshape(-1, 3 * f * f).contiguous(),
+        mask_blocks.reshape(-1, f * f).contiguous(),
+        low,
+        area,
+        f,
+    )
 
 
 _OUTSIDE = 1000.0
@@ -295,6 +314,38 @@ def composite_pooled(
     y: torch.Tensor,
     angle: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Composite and average-pool by ``stack.factor``, touching only each leaf's window.
+
+    Trials are processed in groups of one leaf size, so that each group's window fits its
+    own leaves (see :func:`composite_pooled_window`).
+
+    Returns:
+        ``(low, occluded_frac)``: float32 (N, 3, H/f, W/f) in [0, 1] and float32 (N,).
+    """
+    size_idx = entry % bank.n_sizes
+    groups = torch.unique(size_idx)
+    if len(groups) == 1:
+        return composite_pooled_window(stack, bank, sign, entry, x, y, angle)
+    hl, wl = stack.low_size
+    low = torch.empty((sign.shape[0], 3, hl, wl), device=stack.low.device)
+    occ = torch.empty(sign.shape[0], device=stack.low.device)
+    for g in groups:
+        sel = torch.nonzero(size_idx == g).flatten()
+        low[sel], occ[sel] = composite_pooled_window(
+            stack, bank, sign[sel], entry[sel], x[sel], y[sel], angle[sel]
+        )
+    return low, occ
+
+
+def composite_pooled_window(
+    stack: SignStack,
+    bank: LeafBank,
+    sign: torch.Tensor,
+    entry: torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    angle: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Composite and average-pool by ``stack.factor`` in one go, touching only the leaf's window.
 
     Equal (up to float rounding) to ``avg_pool2d(composite(...)[0], factor)``: pooling is
@@ -310,25 +361,39 @@ def composite_pooled(
         ``(low, occluded_frac)``: float32 (N, 3, H/f, W/f) in [0, 1] and float32 (N,).
     """
     f = stack.factor
-    _, h, w, _ = stack.images.shape
-    dev = stack.images.device
+    hl, wl = stack.low_size
+    h, w = hl * f, wl * f
+    dev = stack.low.device
     n = sign.shape[0]
     radius = float(bank.extent[entry].max()) + 1.0
-    win = int(math.ceil((2.0 * radius + f) / f)) * f
+    k = int(math.ceil((2.0 * radius + f) / f))  # window side in blocks
+    win = k * f
     cx, cy = x.float() * w, y.float() * h
-    ox = torch.floor((cx - radius) / f).long() * f
-    oy = torch.floor((cy - radius) / f).long() * f
+    oy_b = torch.floor((cy - radius) / f).long()  # window origin in blocks
+    ox_b = torch.floor((cx - radius) / f).long()
+    ox, oy = ox_b * f, oy_b * f
     ar = torch.arange(win, device=dev)
     rows, cols = oy[:, None] + ar, ox[:, None] + ar  # (N, win)
     inside = ((rows >= 0) & (rows < h)), ((cols >= 0) & (cols < w))
-    si, ri, ci = (
-        sign[:, None, None],
-        rows.clamp(0, h - 1)[:, :, None],
-        cols.clamp(0, w - 1)[:, None, :],
+    kk = torch.arange(k, device=dev)
+    lr = (oy_b[:, None] + kk).clamp(0, hl - 1)  # (N, k) block rows, clamped into the image
+    lc = (ox_b[:, None] + kk).clamp(0, wl - 1)
+    rows_idx = ((sign[:, None, None] * hl + lr[:, :, None]) * wl + lc[:, None, :]).reshape(-1)
+    # (N*k*k, 3*f*f) → (N, 3, win, win): block (a, b), channel c, pixel (dy, dx).
+    sign_win = (
+        stack.blocks.index_select(0, rows_idx)
+        .view(n, k, k, 3, f, f)
+        .permute(0, 3, 1, 4, 2, 5)
+        .reshape(n, 3, win, win)
+        .float()
+        .div_(255.0)
     )
-    # Gathers from channels-last storage fetch contiguous pixels.
-    sign_win = stack.images[si, ri, ci].permute(0, 3, 1, 2).float().div_(255.0)
-    mask_win = stack.masks[si, ri, ci]
+    mask_win = (
+        stack.mask_blocks.index_select(0, rows_idx)
+        .view(n, k, k, f, f)
+        .permute(0, 1, 3, 2, 4)
+        .reshape(n, win, win)
+    )
     grid = _window_grid(bank, entry, angle, cx - ox.float(), cy - oy.float(), win, inside)
     layer = F.grid_sample(
         bank.images[entry], grid, mode="bilinear", padding_mode="zeros", align_corners=False
@@ -336,10 +401,6 @@ def composite_pooled(
     alpha = layer[:, 3:4]
     delta = torch.addcmul(layer[:, :3], sign_win, alpha, value=-1.0)
     delta_low = F.avg_pool2d(delta, f).permute(0, 2, 3, 1)  # (N, win/f, win/f, 3)
-    k = win // f
-    hl, wl = h // f, w // f
-    lr = ((oy // f)[:, None] + torch.arange(k, device=dev)).clamp(0, hl - 1)
-    lc = ((ox // f)[:, None] + torch.arange(k, device=dev)).clamp(0, wl - 1)
     out = stack.low[sign]  # (N, h/f, w/f, 3), a copy
     # Window blocks outside the image carry zeros, so clamping their indices adds nothing.
     out.index_put_(
