@@ -28,6 +28,8 @@ from leafattack.attack import (
     Prepared,
     _csv_bytes,
     _disk_error,
+    _progress_fits,
+    _valid_progress,
     _write_atomic,
     batch_bounds,
     composite_trials,
@@ -74,10 +76,7 @@ def _read_trials_for_edges(run_dir: Path) -> pd.DataFrame:
     trials = pd.read_csv(path, usecols=list(NEEDED_TRIAL_COLUMNS), dtype=dtypes)
     if trials.empty:
         raise LeafattackError(f"{path}: holds no trials (nothing to analyse)")
-    try:
-        progress = json.loads((run_dir / PROGRESS_FILE).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        progress = {}
+    progress = _valid_progress(run_dir / PROGRESS_FILE)
     if not progress.get("complete", False):
         raise LeafattackError(
             f"{run_dir}: the run is not finished; complete it with 'leafattack run' first"
@@ -139,12 +138,11 @@ def run_edges(
     edges_path = run_dir / "edges.csv"
     progress_path = run_dir / EDGES_PROGRESS
     with run_lock(run_dir):
-        try:
-            progress: dict[str, Any] = json.loads(progress_path.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            progress = {}
-        if progress.get("config") != cfg_doc or not edges_path.exists():
-            progress = {}
+        progress: dict[str, Any] = _valid_progress(progress_path)
+        if progress.get("config") != cfg_doc or not _progress_fits(
+            edges_path, progress, plan.total_active
+        ):
+            progress = {}  # missing, damaged or not describing edges.csv: start over
         done = int(progress.get("rows", 0))
         try:
             if not progress:

@@ -273,12 +273,15 @@ def _number(v: Any, key: str) -> float:
 def _integer(v: Any, key: str) -> int:
     if isinstance(v, bool):
         raise LeafattackError(f"config key {key!r}: {v!r} is not an integer")
+    if isinstance(v, int):  # exact: through float, 2**53 + 1 would become 2**53
+        return v
+    if isinstance(v, str):
+        with contextlib.suppress(ValueError):
+            return int(v)
     try:
         f = float(v)
     except (TypeError, ValueError):
         raise LeafattackError(f"config key {key!r}: {v!r} is not an integer") from None
-    except OverflowError:  # an integer beyond the float range
-        raise LeafattackError(f"config key {key!r}: integer out of range") from None
     if not f.is_integer():
         raise LeafattackError(f"config key {key!r}: {v!r} is not an integer")
     return int(f)
@@ -316,7 +319,10 @@ def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
             stack.extend(item)
         elif isinstance(item, int) and not -(2**63) <= item < 2**63:
             raise LeafattackError(f"{p}: invalid TOML (an integer exceeds the 64-bit range)")
-    config_from_mapping(data)  # validate early, naming the file on error below
+    try:
+        config_from_mapping(data)  # validate early, naming the file
+    except LeafattackError as exc:
+        raise LeafattackError(f"{p}: {exc}") from None
     return data
 
 
@@ -595,10 +601,35 @@ def _check_resumable(run_dir: Path, doc: Mapping[str, Any], overwrite: bool) -> 
 
 
 def _read_progress(run_dir: Path) -> dict[str, Any]:
+    return _valid_progress(run_dir / PROGRESS_FILE)
+
+
+def _valid_progress(path: Path) -> dict[str, Any]:
+    """A progress file's content; no progress when it is missing, damaged, or its ``rows``
+    and ``bytes`` are not non-negative integers."""
     try:
-        return dict(json.loads((run_dir / PROGRESS_FILE).read_text()))
-    except (FileNotFoundError, json.JSONDecodeError, ValueError):
+        data = json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):  # ValueError: bad JSON or UTF-8
+        data = None
+    if not isinstance(data, dict) or not all(
+        type(data.get(k)) is int and data[k] >= 0 for k in ("rows", "bytes")
+    ):
         return {"rows": 0, "bytes": 0, "complete": False}
+    return data
+
+
+def _progress_fits(csv_path: Path, progress: Mapping[str, Any], total: int) -> bool:
+    """Whether ``progress`` can describe ``csv_path``: at most ``total`` rows, and its byte
+    count ends a line of the file (a CSV that is shorter, or another file, fails)."""
+    n = progress["bytes"]
+    if progress["rows"] > total or n < 1:
+        return False
+    try:
+        with open(csv_path, "rb") as f:
+            f.seek(n - 1)
+            return f.read(1) == b"\n"
+    except FileNotFoundError:
+        return False
 
 
 # ----------------------------------------------------------------------------- the engine
@@ -990,6 +1021,9 @@ def _run_locked(prep: Prepared, run_dir: Path) -> tuple[RunResult, TrialPlan]:
     trials_path = run_dir / "trials.csv"
     progress = _read_progress(run_dir)
     done = int(progress.get("rows", 0))
+    if done and not _progress_fits(trials_path, progress, total):
+        log.warning("%s does not describe trials.csv; the trials start over", PROGRESS_FILE)
+        done = 0
     start_rows = done
     t0 = time.perf_counter()
     try:

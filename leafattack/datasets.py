@@ -37,7 +37,7 @@ import math
 import os
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
@@ -238,6 +238,8 @@ def _inside(root: Path, rel: str, where: str) -> Path:
     text = rel.strip()
     if not text:
         raise LeafattackError(f"{where}: empty path (expected a path relative to {root})")
+    if "\0" in text:  # os calls raise ValueError on it
+        raise LeafattackError(f"{where}: path {text!r} contains a NUL character")
     if (
         os.path.isabs(text)
         or PurePosixPath(text).is_absolute()
@@ -287,7 +289,7 @@ def _read_table(
     header: list[str] | None = None
     rows: list[tuple[int, dict[str, str]]] = []
     canonical = {name.strip().lower(): name for name in required}
-    for fields in reader:
+    for fields in _csv_rows(reader, path, expected):
         if not any(f.strip() for f in fields):
             continue
         if header is None:
@@ -305,6 +307,17 @@ def _read_table(
     if header is None:
         raise LeafattackError(f"{path}: empty table (expected a header {expected})")
     return rows
+
+
+def _csv_rows(reader: Any, path: Path, expected: str) -> Iterator[list[str]]:
+    """The rows of a ``csv.reader``, turning csv.Error (e.g. a field longer than
+    ``csv.field_size_limit()``) into a LeafattackError naming the file and line."""
+    try:
+        yield from reader
+    except csv.Error as exc:
+        raise LeafattackError(
+            f"{path}: malformed table at line {reader.line_num} ({exc}; expected {expected})"
+        ) from None
 
 
 def _int(value: str, column: str, where: str) -> int:

@@ -60,7 +60,10 @@ def parse_angles(text: str) -> tuple[float, ...]:
             raise LeafattackError(
                 f"angles {text!r}: expected STOP > START and STEP > 0 (e.g. 0:360:45)"
             )
-        n = math.ceil((stop - start) / step - 1e-9)
+        count = (stop - start) / step
+        if not math.isfinite(count):  # the span or the ratio overflows, e.g. -1e308:1e308:1
+            raise LeafattackError(f"angles {text!r}: too many angles, expected at most 100000")
+        n = max(1, math.ceil(count - 1e-9))  # START itself always lies before STOP
         if n > 100_000:
             raise LeafattackError(f"angles {text!r}: {n} angles, expected at most 100000")
         return tuple(round(start + i * step, 9) for i in range(n))

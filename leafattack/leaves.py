@@ -1033,6 +1033,8 @@ def append_to_manifest(folder: str | Path, entries: Sequence[tuple[str, str, str
 
 def _inside(folder: Path, rel: str, manifest: Path, line: int) -> Path:
     """Resolve a manifest ``file`` entry, refusing paths that leave the folder."""
+    if "\0" in rel:  # os calls raise ValueError on it
+        raise LeafattackError(f"{manifest}, line {line}: file {rel!r} contains a NUL character")
     p = Path(rel)
     if p.is_absolute() or rel.startswith(("/", "\\")) or ".." in p.parts or ".." in rel.split("\\"):
         raise LeafattackError(
