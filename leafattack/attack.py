@@ -191,6 +191,8 @@ class RunConfig:
 
 _GRID_KEYS = {"leaf_ids", "species", "colours", "sizes", "angles", "positions", "on_sign_only"}
 _RUN_KEYS = {f.name for f in dataclasses.fields(RunConfig)} - {"grid"}
+CONFIG_KEYS: tuple[str, ...] = tuple(sorted(_GRID_KEYS | _RUN_KEYS))
+"""The names a TOML config (and the ``run`` command's flags) may set."""
 
 
 def _as_list(value: Any, key: str) -> list[Any]:
@@ -214,8 +216,7 @@ def config_from_mapping(values: Mapping[str, Any], base: RunConfig | None = None
             continue  # informational tables written into a run's config.toml
         if key not in _GRID_KEYS and key not in _RUN_KEYS:
             raise LeafattackError(
-                f"unknown config key {key!r} (expected one of "
-                f"{', '.join(sorted(_GRID_KEYS | _RUN_KEYS))})"
+                f"unknown config key {key!r} (expected one of {', '.join(CONFIG_KEYS)})"
             )
         if key in ("leaf_ids", "species", "colours"):
             grid_kw[key] = tuple(str(v) for v in _as_list(value, key))

@@ -17,47 +17,21 @@ from leafattack.errors import LeafattackError
 log = logging.getLogger("leafattack")
 
 
-def _flags_to_mapping(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
-    """CLI values that were given (not None), keyed by their config names."""
-    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+def _given_flags(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
+    """The flags that were given on the command line, keyed by their config names.
 
-
-RUN_FLAGS = (
-    "signs",
-    "leaves",
-    "model",
-    "out",
-    "leaf_ids",
-    "species",
-    "colours",
-    "sizes",
-    "angles",
-    "positions",
-    "target",
-    "min_confidence",
-    "limit_signs",
-    "batch_size",
-    "device",
-    "seed",
-    "sign_size",
-    "executor",
-    "address",
-    "workers",
-    "gpus_per_worker",
-    "chunk_size",
-)
+    Unset flags are None and unset switches False; neither overrides a config file.
+    """
+    values = {n: getattr(args, n, None) for n in names}
+    return {n: v for n, v in values.items() if v is not None and v is not False}
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from leafattack.attack import RunConfig, config_from_mapping, load_config, run
+    from leafattack.attack import CONFIG_KEYS, RunConfig, config_from_mapping, load_config, run
 
     values: dict[str, Any] = load_config(args.config) if args.config else {}
     config = config_from_mapping(values)
-    flags = _flags_to_mapping(args, RUN_FLAGS)
-    for b in ("on_sign_only", "quiet", "overwrite", "trust_torchscript", "edges", "report"):
-        if getattr(args, b):
-            flags[b] = True
-    config = config_from_mapping(flags, base=config)
+    config = config_from_mapping(_given_flags(args, CONFIG_KEYS), base=config)
     assert isinstance(config, RunConfig)
     result = run(config)
     print(format_run_summary(result))
