@@ -18,7 +18,8 @@ __version__ = "0.1.0"
 __all__ = ["GridSpec", "LeafattackError", "RunConfig", "RunResult", "__version__", "run"]
 
 if TYPE_CHECKING:
-    from leafattack.attack import RunConfig, RunResult, run
+    from leafattack.api import RunResult, run
+    from leafattack.config import RunConfig
     from leafattack.errors import LeafattackError
     from leafattack.grid import GridSpec
 

@@ -27,7 +27,8 @@ def _given_flags(args: argparse.Namespace, names: Sequence[str]) -> dict[str, An
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from leafattack.attack import CONFIG_KEYS, RunConfig, config_from_mapping, load_config, run
+    from leafattack.api import run
+    from leafattack.config import CONFIG_KEYS, RunConfig, config_from_mapping, load_config
 
     values: dict[str, Any] = load_config(args.config) if args.config else {}
     config = config_from_mapping(values)
@@ -88,7 +89,7 @@ def format_run_summary(result: Any) -> str:
 
 
 def cmd_signs_render(args: argparse.Namespace) -> int:
-    from leafattack.signs import builtin_signs_dir, write_builtin_signs
+    from leafattack.data.builtin import builtin_signs_dir, write_builtin_signs
 
     out = Path(args.out) if args.out else builtin_signs_dir()
     manifest = write_builtin_signs(out, size=args.size)
@@ -97,7 +98,7 @@ def cmd_signs_render(args: argparse.Namespace) -> int:
 
 
 def cmd_leaves_generate(args: argparse.Namespace) -> int:
-    from leafattack.leaves import builtin_leaves_dir, write_leaf_library
+    from leafattack.leaves.library import builtin_leaves_dir, write_leaf_library
 
     out = Path(args.out) if args.out else builtin_leaves_dir()
     kw: dict[str, Any] = {"seed": args.seed, "size": args.size}
@@ -111,7 +112,7 @@ def cmd_leaves_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
-    from leafattack.segment import segment_files
+    from leafattack.leaves.segment import segment_files
 
     paths = [Path(p) for p in args.photos]
     written = segment_files(paths, Path(args.out), species=args.species)
@@ -123,7 +124,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from leafattack.train import TrainConfig, train
+    from leafattack.training.train import TrainConfig, train
 
     cfg = TrainConfig(
         signs=args.signs,
@@ -149,9 +150,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from leafattack.datasets import load_signs
-    from leafattack.models import load_model, resolve_device
-    from leafattack.train import evaluate
+    from leafattack.data.sources import load_signs
+    from leafattack.models.classifier import resolve_device
+    from leafattack.models.loading import load_model
+    from leafattack.training.train import evaluate
 
     clf = load_model(
         args.model, resolve_device(args.device), trust_torchscript=args.trust_torchscript
@@ -178,8 +180,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_edges(args: argparse.Namespace) -> int:
-    from leafattack.analysis import run_edges
-    from leafattack.edges import EdgeConfig
+    from leafattack.analysis.edge_analysis import run_edges
+    from leafattack.analysis.edges import EdgeConfig
 
     cfg = None
     if (
@@ -223,7 +225,7 @@ def cmd_edges(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from leafattack.report import write_report
+    from leafattack.report.html import write_report
 
     path = write_report(Path(args.run_dir))
     print(f"wrote {path}")
@@ -232,13 +234,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_info(args: argparse.Namespace) -> int:
     from leafattack.criteria import CRITERIA
-    from leafattack.models import ARCHITECTURES
+    from leafattack.models.architectures import ARCHITECTURES
 
     print("sign sources: builtin, PATH (folder or manifest.csv), gtsrb:PATH, lisa:PATH")
     print("architectures:", ", ".join(ARCHITECTURES), "+ torchvision models by name")
     print("criteria:", ", ".join(CRITERIA))
     try:
-        from leafattack.leaves import FALL_COLOURS, SPECIES
+        from leafattack.leaves.colours import FALL_COLOURS
+        from leafattack.leaves.species import SPECIES
 
         print("leaf species:", ", ".join(SPECIES))
         print("colours: natural,", ", ".join(FALL_COLOURS))
@@ -416,6 +419,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
         print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # never a traceback: one line, naming what failed
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"error: {type(exc).__name__}: {text} (rerun with -v for details)", file=sys.stderr)
+        if args.verbose:
+            logging.getLogger(__name__).exception("details")
         return 2
 
 

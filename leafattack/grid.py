@@ -20,12 +20,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from leafattack.errors import LeafattackError
+from leafattack.leaves.colours import NATURAL
 
 DEFAULT_SPECIES: tuple[str, ...] = ("maple", "oak", "poplar")
 DEFAULT_SIZES: tuple[float, ...] = (0.2, 0.3, 0.4, 0.5)
 DEFAULT_ANGLES: tuple[float, ...] = (0.0, 45.0, 90.0, 135.0, 180.0, 225.0, 270.0, 315.0)
-NATURAL = "natural"
-"""Colour name meaning "the leaf as shipped, not recoloured"."""
 
 
 def parse_float_list(text: str, what: str) -> tuple[float, ...]:

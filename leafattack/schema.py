@@ -11,7 +11,7 @@ Run directory layout::
       clean.csv          CLEAN_COLUMNS, one row per sign
       trials.csv         TRIAL_COLUMNS, one row per trial, in trial_id order
       summary.csv        SUMMARY_COLUMNS, success rates by factor
-      best.csv           TRIAL_COLUMNS + ``image``: the strongest trial per sign
+      best.csv           TRIAL_COLUMNS + ``rule``, ``image``: the strongest trial per sign
       best/*.png         clean | attacked pairs
       edges.csv          EDGE_COLUMNS (trial_id + one column per edge metric)
       correlation.csv    CORRELATION_COLUMNS
@@ -30,7 +30,7 @@ TRIAL_COLUMNS: Final[dict[str, str]] = {
     "true_name": "string",
     "leaf_id": "string",  # id of the leaf in the leaf library
     "species": "string",
-    "colour": "string",  # the fall colour the leaf was recoloured to ("natural" = as shipped)
+    "colour": "string",  # shipped colour (level "natural"), else the colour recoloured to
     "size": "float64",  # leaf's longest side as a fraction of the sign image width
     "angle": "float64",  # degrees counter-clockwise
     "x": "float64",  # leaf centre, fraction of the sign image width (0 = left)
@@ -43,6 +43,23 @@ TRIAL_COLUMNS: Final[dict[str, str]] = {
     "true_conf": "float64",  # probability of true_label
     "success": "bool",
 }
+
+TARGET_CONF: Final[str] = "target_conf"
+"""Extra float64 column of a targeted run's trials.csv, after ``true_conf``: the
+probability of the target class."""
+
+
+def trial_columns(targeted: bool) -> dict[str, str]:
+    """The trials.csv columns of an untargeted or a targeted run, in order."""
+    if not targeted:
+        return dict(TRIAL_COLUMNS)
+    out: dict[str, str] = {}
+    for k, v in TRIAL_COLUMNS.items():
+        out[k] = v
+        if k == "true_conf":
+            out[TARGET_CONF] = "float64"
+    return out
+
 
 CLEAN_COLUMNS: Final[dict[str, str]] = {
     "sign_id": "int64",

@@ -21,7 +21,6 @@ A *model spec* picks a model:
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import io
 import json
@@ -30,288 +29,27 @@ import operator
 import pickle
 import re
 import zipfile
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from leafattack.errors import LeafattackError
+from leafattack.models.architectures import build_model
+from leafattack.models.classifier import Classifier, Preprocess
 
 log = logging.getLogger(__name__)
 
+
 CHECKPOINT_FORMAT = "leafattack-checkpoint"
+
+
 CHECKPOINT_VERSION = 1
+
+
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "weights" / "lisacnn_default.pt"
-RESIZE_MODES = ("bilinear", "area", "nearest", "bicubic")
-
-
-class LisaCNN(nn.Module):
-    """LISA-CNN: conv 8×8/64 s2 → conv 6×6/128 s2 → conv 5×5/128 → fc.
-
-    Shape: input (N, 3, 32, 32) float (normalised), output (N, num_classes) logits.
-    The first convolution pads by 3 ("same" for stride 2), the others are unpadded,
-    giving 16×16 → 6×6 → 2×2 feature maps.
-    """
-
-    def __init__(self, num_classes: int) -> None:
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(3, 64, kernel_size=8, stride=2, padding=3),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(64, 128, kernel_size=6, stride=2),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(128, 128, kernel_size=5),
-            nn.ReLU(inplace=True),
-        )
-        self.classifier = nn.Linear(128 * 2 * 2, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.features(x), 1))
-
-
-class MultiScaleCNN(nn.Module):
-    """A Sermanet–LeCun style multi-scale CNN for 32×32 inputs.
-
-    Three conv/pool stages (32, 64, 128 channels); the classifier sees the outputs of all
-    three, each pooled to 4×4, so that coarse and fine features both reach it.
-
-    Shape: input (N, 3, 32, 32) float, output (N, num_classes) logits.
-    """
-
-    def __init__(self, num_classes: int) -> None:
-        super().__init__()
-
-        def stage(cin: int, cout: int, k: int) -> nn.Sequential:
-            return nn.Sequential(
-                nn.Conv2d(cin, cout, k, padding=k // 2),
-                nn.BatchNorm2d(cout),
-                nn.ReLU(inplace=True),
-                nn.MaxPool2d(2),
-            )
-
-        self.stage1 = stage(3, 32, 5)
-        self.stage2 = stage(32, 64, 5)
-        self.stage3 = stage(64, 128, 3)
-        self.pool = nn.AdaptiveAvgPool2d(4)
-        self.classifier = nn.Sequential(
-            nn.Dropout(0.3),
-            nn.Linear((32 + 64 + 128) * 16, 256),
-            nn.ReLU(inplace=True),
-            nn.Dropout(0.3),
-            nn.Linear(256, num_classes),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s1 = self.stage1(x)
-        s2 = self.stage2(s1)
-        s3 = self.stage3(s2)
-        feats = [torch.flatten(self.pool(s), 1) for s in (s1, s2, s3)]
-        return self.classifier(torch.cat(feats, dim=1))
-
-
-@dataclass(frozen=True, slots=True)
-class Architecture:
-    """A registered architecture: a factory plus its native input size."""
-
-    factory: Callable[[int], nn.Module]
-    input_size: int
-
-
-ARCHITECTURES: dict[str, Architecture] = {
-    "lisacnn": Architecture(LisaCNN, 32),
-    "gtsrbcnn": Architecture(MultiScaleCNN, 32),
-}
-"""Built-in architectures; torchvision classification models are found by name on top."""
-
-TORCHVISION_INPUT_SIZE = 64
-
-
-def torchvision_architectures() -> list[str]:
-    """Names of the torchvision classification models that :func:`build_model` accepts."""
-    import torchvision
-
-    return sorted(torchvision.models.list_models(module=torchvision.models))
-
-
-def build_model(arch: str, num_classes: int) -> nn.Module:
-    """Build an untrained model by architecture name.
-
-    Raises:
-        LeafattackError: unknown architecture or non-positive class count.
-    """
-    if num_classes < 2:
-        raise LeafattackError(f"num_classes={num_classes}: expected at least 2 classes")
-    if arch in ARCHITECTURES:
-        return ARCHITECTURES[arch].factory(num_classes)
-    names = torchvision_architectures()
-    if arch in names:
-        import torchvision
-
-        return torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
-    raise LeafattackError(
-        f"unknown architecture {arch!r} (expected {', '.join(ARCHITECTURES)} "
-        f"or a torchvision classification model such as resnet18)"
-    )
-
-
-def default_input_size(arch: str) -> int:
-    """The input side length an architecture is trained at by default."""
-    return ARCHITECTURES[arch].input_size if arch in ARCHITECTURES else TORCHVISION_INPUT_SIZE
-
-
-@dataclass(frozen=True, slots=True)
-class Preprocess:
-    """How a batch of images becomes model input.
-
-    Attributes:
-        input_size: square side length the model expects.
-        mean, std: per-channel normalisation of [0, 1] RGB.
-        resize: interpolation mode of the resize (antialiased when downscaling bilinear/bicubic).
-    """
-
-    input_size: int = 32
-    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    std: tuple[float, float, float] = (0.25, 0.25, 0.25)
-    resize: str = "area"
-
-    def __post_init__(self) -> None:
-        if not 8 <= self.input_size <= 1024:
-            raise ValueError(f"input_size={self.input_size}: expected 8..1024")
-        if len(self.mean) != 3 or len(self.std) != 3:
-            raise ValueError(f"mean/std {self.mean}/{self.std}: expected three values each")
-        if any(not s > 0 for s in self.std):
-            raise ValueError(f"std={self.std}: expected positive values")
-        if self.resize not in RESIZE_MODES:
-            raise ValueError(f"resize={self.resize!r}: expected one of {', '.join(RESIZE_MODES)}")
-
-
-def to_float(batch: torch.Tensor) -> torch.Tensor:
-    """uint8 (N, C, H, W) in 0..255 or float in [0, 1] → float32 in [0, 1], same shape."""
-    if batch.dtype == torch.uint8:
-        return batch.float().div_(255.0)
-    return batch.float()
-
-
-def resize_batch(batch: torch.Tensor, size: int, mode: str = "bilinear") -> torch.Tensor:
-    """Resize float (N, C, H, W) to (N, C, size, size), antialiased when shrinking."""
-    if batch.shape[-2:] == (size, size):
-        return batch
-    if mode == "area":
-        return F.interpolate(batch, size=(size, size), mode="area")
-    if mode == "nearest":
-        return F.interpolate(batch, size=(size, size), mode="nearest")
-    shrink = batch.shape[-1] > size or batch.shape[-2] > size
-    return F.interpolate(batch, size=(size, size), mode=mode, align_corners=False, antialias=shrink)
-
-
-class Classifier:
-    """A model with its preprocessing and class names.
-
-    ``predict_proba`` accepts uint8 (0..255) or float ([0, 1]) tensors of shape (N, 3, H, W)
-    of any size, resizes and normalises them on the model's device, and returns float32
-    probabilities (N, num_classes). It always runs in eval mode under ``inference_mode``.
-    """
-
-    def __init__(
-        self,
-        module: nn.Module,
-        class_names: Sequence[str],
-        preprocess: Preprocess = Preprocess(),
-        *,
-        arch: str = "custom",
-        metadata: Mapping[str, Any] | None = None,
-        fingerprint: str | None = None,
-    ) -> None:
-        self.module = module.eval()
-        self.class_names: tuple[str, ...] = tuple(class_names)
-        self.preprocess = preprocess
-        self.arch = arch
-        self.metadata: dict[str, Any] = dict(metadata or {})
-        self.fingerprint = fingerprint or module_fingerprint(module)
-        if len(set(self.class_names)) != len(self.class_names):
-            raise LeafattackError(f"model class names are not unique: {self.class_names}")
-        self._mean = torch.tensor(preprocess.mean).view(1, 3, 1, 1)
-        self._std = torch.tensor(preprocess.std).view(1, 3, 1, 1)
-        self._checked_width = False
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    @property
-    def device(self) -> torch.device:
-        for p in self.module.parameters():
-            return p.device
-        for b in self.module.buffers():
-            return b.device
-        return torch.device("cpu")
-
-    def to(self, device: str | torch.device) -> Classifier:
-        """Move the model to ``device`` (in place) and return self."""
-        self.module.to(device)
-        return self
-
-    def prepare(self, batch: torch.Tensor) -> torch.Tensor:
-        """uint8/float (N, 3, H, W) → normalised float32 (N, 3, S, S) on the model's device."""
-        if batch.ndim != 4 or batch.shape[1] != 3:
-            raise LeafattackError(
-                f"model input has shape {tuple(batch.shape)}, expected (N, 3, H, W) RGB"
-            )
-        dev = self.device
-        x = to_float(batch.to(dev, non_blocking=True))
-        x = resize_batch(x, self.preprocess.input_size, self.preprocess.resize)
-        return (x - self._mean.to(dev)) / self._std.to(dev)
-
-    def logits(self, batch: torch.Tensor) -> torch.Tensor:
-        """Raw model outputs (N, num_classes) float32 for a uint8/float (N, 3, H, W) batch."""
-        self.module.eval()
-        with torch.inference_mode():
-            out = self.module(self.prepare(batch))
-            if isinstance(out, tuple):  # e.g. torchvision GoogLeNet aux outputs
-                out = out[0]
-            out = out.float()
-        if not self._checked_width:
-            if out.ndim != 2 or out.shape[1] != self.num_classes:
-                raise LeafattackError(
-                    f"model outputs shape {tuple(out.shape)}, expected (N, {self.num_classes}) "
-                    f"for its {self.num_classes} class names"
-                )
-            self._checked_width = True
-        if not bool(torch.isfinite(out).all()):
-            raise LeafattackError(
-                f"model {self.arch} ({self.fingerprint}) produced NaN or infinite outputs"
-            )
-        return out
-
-    def predict_proba(self, batch: torch.Tensor) -> torch.Tensor:
-        """Class probabilities (N, num_classes) float32 in [0, 1] for (N, 3, H, W) images."""
-        return torch.softmax(self.logits(batch), dim=1)
-
-    def class_index(self, name: str) -> int:
-        """Index of a class name; LeafattackError listing the known names if absent."""
-        try:
-            return self.class_names.index(name)
-        except ValueError:
-            raise LeafattackError(
-                f"class {name!r} is not one of the model's classes ({', '.join(self.class_names)})"
-            ) from None
-
-
-def module_fingerprint(module: nn.Module) -> str:
-    """sha256 (16 hex chars) over parameter names, shapes and bytes."""
-    h = hashlib.sha256()
-    for name, t in module.state_dict().items():
-        h.update(name.encode())
-        h.update(str(tuple(t.shape)).encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
-# ---------------------------------------------------------------------------- checkpoints
 
 
 def save_checkpoint(
@@ -563,43 +301,3 @@ def load_model(
         f"model spec {spec!r}: no such file (expected 'default', a checkpoint path, "
         f"'torchscript:PATH' or 'package.module:factory')"
     )
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` → cuda when available, else cpu; ``cuda`` without a GPU is an error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise LeafattackError(f"device {device!r}: CUDA is not available on this machine")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise LeafattackError(f"device {device!r}: expected auto, cpu or cuda[:N]") from None
-    if dev.type not in ("cpu", "cuda"):  # meta, mps, xpu, ...: not devices leafattack runs on
-        raise LeafattackError(f"device {device!r}: expected auto, cpu or cuda[:N]")
-    return dev
-
-
-def match_classes(
-    sign_classes: Sequence[str],
-    model_classes: Sequence[str],
-    used_labels: Sequence[int] | None = None,
-) -> tuple[int, ...]:
-    """Map each sign class name to the model's class index, by name (-1 when unknown).
-
-    Only the classes in ``used_labels`` (default: all) must be known to the model, so a
-    folder holding only ``stop/`` photos can be scored against a 16-class model.
-
-    Raises:
-        LeafattackError: a used sign class the model does not know.
-    """
-    index = {n: i for i, n in enumerate(model_classes)}
-    mapping = tuple(index.get(n, -1) for n in sign_classes)
-    used = range(len(sign_classes)) if used_labels is None else sorted(set(used_labels))
-    unknown = [sign_classes[i] for i in used if mapping[i] < 0]
-    if unknown:
-        raise LeafattackError(
-            f"sign classes {', '.join(unknown)} are not classes of the model "
-            f"(model knows {', '.join(model_classes)})"
-        )
-    return mapping

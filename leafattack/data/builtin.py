@@ -28,7 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from leafattack.datasets import LISA_CLASSES, SignSet
+from leafattack.data.signset import LISA_CLASSES, SignSet
 from leafattack.errors import LeafattackError
 from leafattack.imageio import write_png
 
@@ -572,7 +572,7 @@ def write_builtin_signs(out_dir: str | Path, size: int = 128) -> Path:
 
 def builtin_signs_dir() -> Path:
     """The repository's committed ``signs/`` folder."""
-    return Path(__file__).resolve().parent.parent / "signs"
+    return Path(__file__).resolve().parent.parent / "assets" / "signs"
 
 
 def contact_sheet(images: Sequence[np.ndarray], labels: Sequence[str], ncols: int) -> np.ndarray:

@@ -29,153 +29,21 @@ Example:
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
-import os
-import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
 from numpy.typing import ArrayLike
 
 from leafattack.errors import LeafattackError
-from leafattack.imageio import read_rgba, write_png
+from leafattack.leaves.colours import PALETTES
+from leafattack.leaves.leaf import Leaf, bleed_colours, crop_to_alpha, fill_holes
+from leafattack.leaves.recolour import check_colour
 
 logger = logging.getLogger(__name__)
-
-MANIFEST_NAME = "manifest.csv"
-MANIFEST_COLUMNS: tuple[str, ...] = ("file", "species", "colour", "source")
-"""Columns of a leaf folder's ``manifest.csv``, in order."""
-
-NATURAL = "natural"
-"""The colour name of leaves segmented from photographs (their own colours)."""
-
-RGB = tuple[int, int, int]
-
-
-# ---------------------------------------------------------------------------
-# Colours
-# ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Palette:
-    """The colours a leaf of one fall colour is painted with (RGB, 0..255 each).
-
-    Attributes:
-        base: the blade's main colour (also the value in :data:`FALL_COLOURS`).
-        margin: towards the edge of the blade (fall colour progresses from the margin).
-        near_vein: in the band along the veins (keeps chlorophyll longest).
-        vein: the veins and the petiole themselves.
-        spot: small dark spots (fungal "tar spots").
-    """
-
-    base: RGB
-    margin: RGB
-    near_vein: RGB
-    vein: RGB
-    spot: RGB
-
-    def __post_init__(self) -> None:
-        for name in ("base", "margin", "near_vein", "vein", "spot"):
-            value = getattr(self, name)
-            if len(value) != 3 or not all(isinstance(c, int) and 0 <= c <= 255 for c in value):
-                raise ValueError(f"Palette.{name} = {value!r}, expected three ints in 0..255")
-
-
-PALETTES: dict[str, Palette] = {
-    #                 base            margin          near_vein       vein             spot
-    "green": Palette((72, 118, 44), (104, 128, 40), (88, 136, 56), (158, 182, 104), (52, 76, 30)),
-    "yellow": Palette(
-        (222, 186, 48), (212, 146, 36), (188, 184, 64), (238, 218, 128), (140, 96, 34)
-    ),
-    "orange": Palette(
-        (226, 118, 32), (192, 62, 28), (230, 164, 44), (240, 192, 104), (116, 58, 26)
-    ),
-    "red": Palette((178, 36, 32), (118, 20, 28), (206, 92, 38), (216, 124, 84), (84, 20, 20)),
-    "brown": Palette((128, 82, 42), (86, 52, 28), (152, 108, 52), (178, 138, 88), (58, 34, 20)),
-}
-"""The painting palette of each fall colour (a parameter table; see :class:`Palette`)."""
-
-FALL_COLOURS: dict[str, RGB] = {name: pal.base for name, pal in PALETTES.items()}
-"""Fall colour name -> representative RGB (uint8 values) of a leaf of that colour."""
-
-LIBRARY_COLOURS: tuple[str, ...] = ("green", "yellow", "red")
-"""Colours the built-in library ships; orange and brown are reached through :func:`recolour`."""
-
-
-# ---------------------------------------------------------------------------
-# The Leaf type
-# ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Leaf:
-    """One leaf cut-out.
-
-    Attributes:
-        rgba: uint8 array (H, W, 4), RGB plus alpha (0 = transparent, 255 = opaque),
-            cropped tight around the leaf; canonical orientation with the petiole at
-            the bottom and the tip up. Stored read-only.
-        leaf_id: unique name in its library, e.g. ``"maple_red_0"``; a recoloured leaf
-            is ``"<base id>@<colour>"``.
-        species: e.g. ``"maple"`` (a :data:`SPECIES` key for generated leaves, any
-            name for photographed ones).
-        colour: a :data:`FALL_COLOURS` name, or ``"natural"`` for segmented photos.
-        source: ``"generated"`` or the path of the photo the leaf was cut from.
-    """
-
-    rgba: np.ndarray
-    leaf_id: str
-    species: str
-    colour: str
-    source: str = "generated"
-
-    def __post_init__(self) -> None:
-        arr = self.rgba
-        if not isinstance(arr, np.ndarray):
-            raise ValueError(f"Leaf.rgba is a {type(arr).__name__}, expected a numpy array")
-        if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 4:
-            raise ValueError(
-                f"Leaf.rgba has dtype {arr.dtype} and shape {arr.shape}, expected uint8 (H, W, 4)"
-            )
-        if arr.shape[0] < 1 or arr.shape[1] < 1:
-            raise ValueError(f"Leaf.rgba has shape {arr.shape}, expected at least 1x1 pixels")
-        if not arr[..., 3].any():
-            raise ValueError(
-                f"Leaf {self.leaf_id!r} has an empty alpha channel, expected some opaque pixels"
-            )
-        for name in ("leaf_id", "species", "colour"):
-            value = getattr(self, name)
-            if not isinstance(value, str) or not value.strip():
-                raise ValueError(f"Leaf.{name} = {value!r}, expected a non-empty string")
-        if self.colour not in FALL_COLOURS and self.colour != NATURAL:
-            raise ValueError(
-                f"Leaf.colour = {self.colour!r}, expected one of "
-                f"{', '.join([*FALL_COLOURS, NATURAL])}"
-            )
-        view = arr.view()
-        view.flags.writeable = False
-        object.__setattr__(self, "rgba", view)
-
-    @property
-    def alpha(self) -> np.ndarray:
-        """float32 (H, W) alpha in [0, 1]."""
-        return self.rgba[..., 3].astype(np.float32) / 255.0
-
-    @property
-    def base_id(self) -> str:
-        """The id without any ``@colour`` suffix added by :func:`recolour`."""
-        return self.leaf_id.split("@", 1)[0]
-
-
-# ---------------------------------------------------------------------------
-# Geometry: outlines in leaf units (blade length ~1, x right, y up, petiole joins at (0, 0))
-# ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,11 +229,6 @@ def _petiole(rng: np.random.Generator, length: float) -> np.ndarray:
     s = np.linspace(0.0, 1.0, 30)
     bend = rng.uniform(-0.12, 0.12) * length
     return np.stack([bend * s**2, 0.03 - (length + 0.03) * s], axis=1)
-
-
-# ---------------------------------------------------------------------------
-# Species
-# ---------------------------------------------------------------------------
 
 
 def _polar_outline(
@@ -645,21 +508,10 @@ def _beech(rng: np.random.Generator) -> _Shape:
     return _Shape(outline, tuple(veins), petiole, 0.022)
 
 
-# ---------------------------------------------------------------------------
-# Rendering
-# ---------------------------------------------------------------------------
-
 _SUPERSAMPLE = 4
+
+
 _FIX_BITS = 4  # cv2 drawing with sub-pixel coordinates (1/16 px)
-
-
-def fill_holes(mask: np.ndarray) -> np.ndarray:
-    """Fill the holes of a bool (H, W) mask: every False region not connected to the border."""
-    padded = np.pad(mask, 1).astype(np.uint8)
-    flood = padded.copy()
-    ff_mask = np.zeros((padded.shape[0] + 2, padded.shape[1] + 2), np.uint8)
-    cv2.floodFill(flood, ff_mask, (0, 0), 1)
-    return np.asarray((padded.astype(bool) | (flood == 0))[1:-1, 1:-1])
 
 
 def _petiole_polygon(line: np.ndarray, width: float) -> np.ndarray:
@@ -752,13 +604,9 @@ anti-aliased silhouette (blade + petiole, petiole at the bottom, tip up), ``vein
 is 1 on the midrib, the secondary veins and the petiole.
 """
 
+
 LIBRARY_SPECIES: tuple[str, ...] = ("maple", "oak", "poplar", "birch", "ginkgo")
 """Species the built-in library ships (the paper's maple, oak and poplar, plus birch and ginkgo)."""
-
-
-# ---------------------------------------------------------------------------
-# Painting
-# ---------------------------------------------------------------------------
 
 
 def _noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
@@ -783,28 +631,6 @@ def _noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np
 
 def _lerp(a: np.ndarray, b: np.ndarray | Sequence[float], t: np.ndarray) -> np.ndarray:
     return np.asarray(a + (np.asarray(b, dtype=np.float32) - a) * t[..., None])
-
-
-def bleed_colours(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Copy each pixel's nearest in-mask colour to the pixels outside the mask.
-
-    Keeps edges clean when a non-premultiplied RGBA leaf is resized or rotated.
-
-    Shape:
-        rgb: uint8 (H, W, 3); mask: bool (H, W) with at least one True. Returns uint8 (H, W, 3).
-    """
-    if mask.all() or not mask.any():
-        return rgb.copy()
-    _, labels = cv2.distanceTransformWithLabels(
-        (~mask).astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
-    )
-    ys, xs = np.nonzero(mask)
-    # labels of zero pixels (inside the mask) are numbered in row-major scan order
-    lut = np.zeros((int(labels.max()) + 1, 3), np.uint8)
-    lut[labels[ys, xs]] = rgb[ys, xs]
-    out = lut[labels]
-    out[mask] = rgb[mask]
-    return np.asarray(out)
 
 
 def _paint(
@@ -851,33 +677,10 @@ def _paint(
     return np.concatenate([rgb, a8[..., None]], axis=2)
 
 
-def crop_to_alpha(rgba: np.ndarray, pad: int = 0) -> tuple[np.ndarray, tuple[int, int, int, int]]:
-    """Crop an RGBA image to the bounding box of its non-zero alpha (plus ``pad`` pixels).
-
-    Returns:
-        The cropped uint8 (h, w, 4) copy and the box ``(top, left, bottom, right)``
-        (exclusive bottom/right) in the input's pixel coordinates.
-    """
-    ys, xs = np.nonzero(rgba[..., 3])
-    if len(ys) == 0:
-        raise ValueError("crop_to_alpha: alpha is empty, expected some opaque pixels")
-    top, left = max(0, int(ys.min()) - pad), max(0, int(xs.min()) - pad)
-    bottom = min(rgba.shape[0], int(ys.max()) + 1 + pad)
-    right = min(rgba.shape[1], int(xs.max()) + 1 + pad)
-    return rgba[top:bottom, left:right].copy(), (top, left, bottom, right)
-
-
-def _check_species(species: str) -> None:
+def check_species(species: str) -> None:
     if species not in SPECIES:
         raise LeafattackError(
             f"unknown leaf species {species!r} (expected one of {', '.join(SPECIES)})"
-        )
-
-
-def _check_colour(colour: str) -> None:
-    if colour not in FALL_COLOURS:
-        raise LeafattackError(
-            f"unknown fall colour {colour!r} (expected one of {', '.join(FALL_COLOURS)})"
         )
 
 
@@ -906,8 +709,8 @@ def generate_leaf(
         A :class:`Leaf` whose ``rgba`` is uint8 (h, w, 4), h and w <= size, cropped to
         the leaf, petiole at the bottom.
     """
-    _check_species(species)
-    _check_colour(colour)
+    check_species(species)
+    check_colour(colour)
     if not isinstance(size, int | np.integer) or size < 32:
         raise LeafattackError(f"leaf size {size!r} is too small (expected an integer >= 32)")
     shape_seed, paint_seed = (int(s) for s in rng.integers(0, 2**63 - 1, size=2))
@@ -915,336 +718,3 @@ def generate_leaf(
     rgba = _paint(alpha, veins, colour, np.random.default_rng(paint_seed))
     rgba, _ = crop_to_alpha(rgba)
     return Leaf(rgba, leaf_id or f"{species}_{colour}", species, colour, "generated")
-
-
-# ---------------------------------------------------------------------------
-# Recolouring
-# ---------------------------------------------------------------------------
-
-
-def _to_lab(rgb: np.ndarray) -> np.ndarray:
-    return np.asarray(cv2.cvtColor(rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab))
-
-
-def recolour(leaf: Leaf, colour: str, *, keep_variation: float = 0.6) -> Leaf:
-    """Repaint a leaf in another fall colour, keeping its alpha and luminance detail.
-
-    In CIELAB, the alpha-weighted mean lightness and chroma (a*, b*) of the leaf are
-    moved to those of the target palette; deviations from the mean are kept in
-    lightness (veins, texture, spots) and scaled by ``keep_variation`` in a*/b*
-    (colour gradients survive in a subdued form).
-
-    Args:
-        leaf: any leaf, generated or segmented.
-        colour: a :data:`FALL_COLOURS` key.
-        keep_variation: 0..1, share of the chroma deviations that is kept.
-
-    Returns:
-        A new :class:`Leaf` with the same alpha channel, ``colour=colour``, and id
-        ``"<base id>@<colour>"``.
-
-    Shape:
-        ``leaf.rgba`` uint8 (H, W, 4) -> uint8 (H, W, 4), alpha unchanged.
-    """
-    _check_colour(colour)
-    if not 0.0 <= keep_variation <= 1.0:
-        raise ValueError(f"keep_variation = {keep_variation!r}, expected a value in [0, 1]")
-    rgba = leaf.rgba
-    weight = rgba[..., 3].astype(np.float64) / 255.0
-    lab = _to_lab(rgba[..., :3]).astype(np.float64)
-    total = max(float(weight.sum()), 1e-9)
-    mean = (lab * weight[..., None]).sum(axis=(0, 1)) / total
-    pal = PALETTES[colour]
-    target = _to_lab(np.array([[pal.base]], np.uint8))[0, 0].astype(np.float64)
-    out = np.empty_like(lab)
-    out[..., 0] = target[0] + (lab[..., 0] - mean[0])
-    out[..., 1:] = target[1:] + keep_variation * (lab[..., 1:] - mean[1:])
-    out[..., 0] = np.clip(out[..., 0], 0.0, 100.0)
-    rgb = cv2.cvtColor(out.astype(np.float32), cv2.COLOR_Lab2RGB)
-    rgb8 = np.clip(np.round(rgb * 255.0), 0, 255).astype(np.uint8)
-    new = np.concatenate([rgb8, rgba[..., 3:4]], axis=2)
-    return Leaf(new, f"{leaf.base_id}@{colour}", leaf.species, colour, leaf.source)
-
-
-# ---------------------------------------------------------------------------
-# Leaf folders
-# ---------------------------------------------------------------------------
-
-
-def builtin_leaves_dir() -> Path:
-    """The folder of the leaf library shipped with leafattack (``<repo>/leaves``)."""
-    return Path(__file__).resolve().parent.parent / "leaves"
-
-
-def _read_manifest(path: Path) -> list[dict[str, str]]:
-    """Rows of a manifest.csv (columns checked); raises LeafattackError naming the file."""
-    try:
-        with path.open(newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
-            header = reader.fieldnames or []
-            missing = [c for c in MANIFEST_COLUMNS if c not in header]
-            if missing:
-                raise LeafattackError(
-                    f"{path}: missing column(s) {', '.join(missing)} "
-                    f"(expected a header {','.join(MANIFEST_COLUMNS)})"
-                )
-            rows = [{k: (v or "") for k, v in row.items() if k is not None} for row in reader]
-    except UnicodeDecodeError:
-        raise LeafattackError(f"{path}: not a UTF-8 text CSV (expected a manifest.csv)") from None
-    except csv.Error as exc:
-        raise LeafattackError(f"{path}: malformed CSV ({exc})") from None
-    return rows
-
-
-def _write_manifest(path: Path, rows: Sequence[Sequence[str]]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(MANIFEST_COLUMNS)
-        writer.writerows(rows)
-    os.replace(tmp, path)
-
-
-def append_to_manifest(folder: str | Path, entries: Sequence[tuple[str, str, str, str]]) -> None:
-    """Add rows ``(file, species, colour, source)`` to ``folder/manifest.csv``.
-
-    Creates the manifest when missing. A row whose ``file`` is already listed replaces
-    the old row in place, so re-running a writer leaves the manifest byte-identical.
-    """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / MANIFEST_NAME
-    rows: dict[str, list[str]] = {}
-    if path.exists():
-        for row in _read_manifest(path):
-            rows[row["file"]] = [row[c] for c in MANIFEST_COLUMNS]
-    for entry in entries:
-        if len(entry) != 4 or not all(isinstance(v, str) for v in entry):
-            raise ValueError(
-                f"manifest entry {entry!r}, expected (file, species, colour, source) strings"
-            )
-        if not entry[0].strip() or any("\n" in v or "\r" in v for v in entry):
-            raise ValueError(
-                f"manifest entry {entry!r}, expected a non-empty file and one-line values"
-            )
-        rows[entry[0]] = list(entry)
-    _write_manifest(path, list(rows.values()))
-
-
-def _inside(folder: Path, rel: str, manifest: Path, line: int) -> Path:
-    """Resolve a manifest ``file`` entry, refusing paths that leave the folder."""
-    if "\0" in rel:  # os calls raise ValueError on it
-        raise LeafattackError(f"{manifest}, line {line}: file {rel!r} contains a NUL character")
-    p = Path(rel)
-    if p.is_absolute() or rel.startswith(("/", "\\")) or ".." in p.parts or ".." in rel.split("\\"):
-        raise LeafattackError(
-            f"{manifest}, line {line}: file {rel!r} escapes the leaf folder "
-            f"(expected a relative path inside {folder})"
-        )
-    full = folder / p
-    if not full.resolve().is_relative_to(folder.resolve()):
-        raise LeafattackError(
-            f"{manifest}, line {line}: file {rel!r} links outside the leaf folder "
-            f"(expected a file inside {folder})"
-        )
-    return full
-
-
-def load_leaves(folder: str | Path) -> tuple[Leaf, ...]:
-    """Read a leaf folder: ``manifest.csv`` (file,species,colour,source) + RGBA PNGs.
-
-    Leaves come back in manifest order; ``leaf_id`` is the file's stem.
-
-    Raises:
-        LeafattackError: with a one-line message naming the folder, the manifest (and
-            line) or the image: folder or manifest missing, missing columns, no rows,
-            empty fields, an unknown colour, duplicate ids, a path escaping the folder
-            (absolute, ``..``, or a symlink to outside), an unreadable image, an image
-            without alpha or with an empty alpha.
-    """
-    folder = Path(folder)
-    if not folder.exists():
-        raise LeafattackError(
-            f"{folder}: leaf folder not found "
-            f"(expected a folder with {MANIFEST_NAME} and RGBA PNGs)"
-        )
-    if not folder.is_dir():
-        raise LeafattackError(f"{folder}: not a folder (expected a folder with {MANIFEST_NAME})")
-    manifest = folder / MANIFEST_NAME
-    if not manifest.is_file():
-        raise LeafattackError(
-            f"{manifest}: leaf manifest not found (expected a CSV with columns "
-            f"{','.join(MANIFEST_COLUMNS)})"
-        )
-    rows = _read_manifest(manifest)
-    if not rows:
-        raise LeafattackError(f"{manifest}: no rows (expected at least one leaf)")
-    leaves: list[Leaf] = []
-    seen: dict[str, int] = {}
-    for line, row in enumerate(rows, start=2):
-        rel, species, colour = row["file"].strip(), row["species"].strip(), row["colour"].strip()
-        for name, value in (("file", rel), ("species", species), ("colour", colour)):
-            if not value:
-                raise LeafattackError(f"{manifest}, line {line}: empty {name!r} (expected a value)")
-        if colour not in FALL_COLOURS and colour != NATURAL:
-            raise LeafattackError(
-                f"{manifest}, line {line}: unknown colour {colour!r} "
-                f"(expected one of {', '.join([*FALL_COLOURS, NATURAL])})"
-            )
-        path = _inside(folder, rel, manifest, line)
-        leaf_id = path.stem
-        if leaf_id in seen:
-            raise LeafattackError(
-                f"{manifest}, line {line}: leaf id {leaf_id!r} repeats line {seen[leaf_id]} "
-                "(expected unique file stems)"
-            )
-        seen[leaf_id] = line
-        rgba = read_rgba(path)
-        if not rgba[..., 3].any():
-            raise LeafattackError(f"{path}: alpha channel is empty (expected an opaque leaf)")
-        leaves.append(Leaf(rgba, leaf_id, species, colour, row["source"].strip() or "unknown"))
-    logger.debug("loaded %d leaves from %s", len(leaves), folder)
-    return tuple(leaves)
-
-
-def select_leaves(
-    leaves: Sequence[Leaf],
-    *,
-    ids: Sequence[str] | None = None,
-    species: Sequence[str] | None = None,
-    colours: Sequence[str] | None = None,
-) -> tuple[Leaf, ...]:
-    """Keep the leaves matching all given filters (``None`` = no filter), in input order.
-
-    Raises:
-        LeafattackError: a requested id, species or colour is not in ``leaves`` (the
-            message lists the available ones), or no leaf matches all filters.
-    """
-    filters: list[tuple[str, Sequence[str] | None, Callable[[Leaf], str]]] = [
-        ("leaf id", ids, lambda lf: lf.leaf_id),
-        ("species", species, lambda lf: lf.species),
-        ("colour", colours, lambda lf: lf.colour),
-    ]
-    out = tuple(leaves)
-    for what, wanted, key in filters:
-        if wanted is None:
-            continue
-        if isinstance(wanted, str):
-            wanted = [wanted]
-        available = list(dict.fromkeys(key(lf) for lf in leaves))
-        unknown = [w for w in wanted if w not in available]
-        if unknown:
-            raise LeafattackError(
-                f"unknown {what} {', '.join(map(repr, unknown))} "
-                f"(available: {', '.join(available) or 'none'})"
-            )
-        keep = set(wanted)
-        out = tuple(lf for lf in out if key(lf) in keep)
-    if not out:
-        raise LeafattackError(
-            f"no leaf matches ids={list(ids or [])}, species={list(species or [])}, "
-            f"colours={list(colours or [])} (expected at least one)"
-        )
-    return out
-
-
-def write_leaf_library(
-    out_dir: str | Path,
-    seed: int = 0,
-    species: Sequence[str] | None = None,
-    colours: Sequence[str] = LIBRARY_COLOURS,
-    size: int = 256,
-) -> Path:
-    """Generate a leaf library: ``<species>_<colour>_0.png`` per pair, plus ``manifest.csv``.
-
-    The output is deterministic (byte-identical on rerun with the same arguments). All
-    colours of one species share the silhouette and texture (the generator of each
-    species is seeded from ``(seed, crc32(species))``), so colour varies on its own.
-
-    Args:
-        out_dir: created when missing; other rows of an existing manifest are kept.
-        seed: the library seed.
-        species: defaults to :data:`LIBRARY_SPECIES`.
-        colours: fall colours to paint each species in.
-        size: render canvas side in pixels.
-
-    Returns:
-        The path of ``manifest.csv``.
-    """
-    names = list(LIBRARY_SPECIES if species is None else species)
-    for sp in names:
-        _check_species(sp)
-    for c in colours:
-        _check_colour(c)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    entries = []
-    for sp in names:
-        for c in colours:
-            rng = np.random.default_rng([seed, zlib.crc32(sp.encode("utf-8"))])
-            leaf = generate_leaf(sp, c, rng, size=size, leaf_id=f"{sp}_{c}_0")
-            file = f"{leaf.leaf_id}.png"
-            write_png(out / file, leaf.rgba)
-            entries.append((file, sp, c, "generated"))
-    append_to_manifest(out, entries)
-    logger.info("wrote %d leaves to %s", len(entries), out)
-    return out / MANIFEST_NAME
-
-
-# ---------------------------------------------------------------------------
-# Contact sheets
-# ---------------------------------------------------------------------------
-
-
-def composite(rgba: np.ndarray, background: np.ndarray | Sequence[int]) -> np.ndarray:
-    """Alpha-composite a uint8 (H, W, 4) image over a colour or a uint8 (H, W, 3) image."""
-    a = rgba[..., 3:4].astype(np.float32) / 255.0
-    bg = np.broadcast_to(np.asarray(background, np.float32), rgba[..., :3].shape)
-    out = rgba[..., :3].astype(np.float32) * a + bg * (1.0 - a)
-    return np.clip(np.round(out), 0, 255).astype(np.uint8)
-
-
-def fit_into(image: np.ndarray, side: int) -> np.ndarray:
-    """Scale an image (any channels, uint8) so that its longer side is ``side`` pixels."""
-    h, w = image.shape[:2]
-    scale = side / max(h, w)
-    new = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))
-    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    return np.asarray(cv2.resize(image, new, interpolation=interp))
-
-
-def contact_sheet(
-    leaves: Sequence[Leaf],
-    columns: int = 5,
-    cell: int = 180,
-    background: RGB = (236, 236, 230),
-) -> np.ndarray:
-    """A labelled grid of leaves for looking at them.
-
-    Returns:
-        uint8 (rows * (cell + 18), columns * cell, 3) RGB image.
-    """
-    if not leaves:
-        raise ValueError("contact_sheet: no leaves, expected at least one")
-    label_h = 18
-    rows = math.ceil(len(leaves) / columns)
-    sheet = np.empty((rows * (cell + label_h), columns * cell, 3), np.uint8)
-    sheet[:] = background
-    for i, leaf in enumerate(leaves):
-        r, c = divmod(i, columns)
-        thumb = composite(fit_into(np.asarray(leaf.rgba), cell - 12), background)
-        th, tw = thumb.shape[:2]
-        y0 = r * (cell + label_h) + (cell - th) // 2
-        x0 = c * cell + (cell - tw) // 2
-        sheet[y0 : y0 + th, x0 : x0 + tw] = thumb
-        cv2.putText(
-            sheet,
-            leaf.leaf_id[:28],
-            (c * cell + 4, r * (cell + label_h) + cell + 12),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            0.38,
-            (40, 40, 40),
-            1,
-            cv2.LINE_AA,
-        )
-    return sheet

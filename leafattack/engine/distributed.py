@@ -40,15 +40,10 @@ import numpy as np
 import ray
 import ray.exceptions
 
-from leafattack.attack import (
-    Prepared,
-    RunConfig,
-    batch_bounds,
-    build_plan,
-    evaluate_range,
-    prepare,
-)
-from leafattack.datasets import SIGN_LOADERS
+from leafattack.config import RunConfig
+from leafattack.data.sources import SIGN_LOADERS
+from leafattack.engine.evaluate import batch_bounds, evaluate_range
+from leafattack.engine.prepare import Prepared, build_plan, prepare
 from leafattack.errors import LeafattackError
 from leafattack.grid import TrialPlan
 

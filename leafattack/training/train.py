@@ -27,18 +27,13 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from leafattack.datasets import SignSet, fingerprint, load_signs, subset
+from leafattack.data.signset import SignSet, fingerprint, subset
+from leafattack.data.sources import load_signs
+from leafattack.data.variations import VariationConfig, make_variants
 from leafattack.errors import LeafattackError
-from leafattack.models import (
-    Classifier,
-    Preprocess,
-    build_model,
-    default_input_size,
-    match_classes,
-    resolve_device,
-    save_checkpoint,
-)
-from leafattack.variations import VariationConfig, make_variants
+from leafattack.models.architectures import build_model, default_input_size
+from leafattack.models.classifier import Classifier, Preprocess, match_classes, resolve_device
+from leafattack.models.loading import save_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -146,8 +141,9 @@ LeafPaster = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 def leaf_paster(prob: float, width: int, device: torch.device) -> LeafPaster:
     """A batched random-leaf occluder for defensive training (built-in leaf library)."""
-    from leafattack.compose import build_leaf_bank, composite
-    from leafattack.leaves import builtin_leaves_dir, load_leaves
+    from leafattack.compose.bank import build_leaf_bank
+    from leafattack.compose.functional import composite
+    from leafattack.leaves.library import builtin_leaves_dir, load_leaves
 
     leaves = load_leaves(builtin_leaves_dir())
     sizes = (0.2, 0.3, 0.4, 0.5)

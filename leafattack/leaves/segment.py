@@ -47,15 +47,9 @@ from tqdm import tqdm
 
 from leafattack.errors import LeafattackError
 from leafattack.imageio import read_rgb, write_png
-from leafattack.leaves import (
-    NATURAL,
-    append_to_manifest,
-    bleed_colours,
-    composite,
-    crop_to_alpha,
-    fill_holes,
-    fit_into,
-)
+from leafattack.leaves.colours import NATURAL
+from leafattack.leaves.leaf import bleed_colours, composite, crop_to_alpha, fill_holes, fit_into
+from leafattack.leaves.library import append_to_manifest
 
 logger = logging.getLogger(__name__)
 

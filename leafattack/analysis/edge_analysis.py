@@ -1,0 +1,210 @@
+"""Edge analysis of a run directory: recompose, Canny, metrics, statistics.
+
+``run_edges(RUN_DIR)`` re-creates every trial's attacked image deterministically from the
+run's ``config.toml`` (after checking that signs, leaves and model still match the stored
+fingerprints), computes the :data:`~leafattack.analysis.edges.EDGE_METRICS` in batches, and appends
+them to ``edges.csv`` (joined to ``trials.csv`` by ``trial_id``). Like ``run`` it is
+resumable: ``edges_progress.json`` records the complete rows and bytes. Finally it writes
+``correlation.csv`` (:func:`~leafattack.analysis.stats.correlation_table`) and returns a text table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from leafattack.analysis.edges import (
+    EDGE_METRICS,
+    EdgeConfig,
+    canny_batch,
+    edge_metrics,
+    resize_masks,
+)
+from leafattack.analysis.stats import correlation_table, format_correlation_table
+from leafattack.compose.functional import to_uint8_hwc
+from leafattack.engine.evaluate import batch_bounds, composite_trials
+from leafattack.engine.prepare import Prepared, open_run
+from leafattack.errors import LeafattackError
+from leafattack.grid import TrialPlan
+from leafattack.rundir import (
+    PROGRESS_FILE,
+    AppendLog,
+    csv_bytes,
+    disk_error,
+    read_progress,
+    read_trials,
+    run_lock,
+    write_atomic,
+)
+
+log = logging.getLogger(__name__)
+
+
+EDGES_PROGRESS = "edges_progress.json"
+
+
+NEEDED_TRIAL_COLUMNS = ("trial_id", "sign_id", "species", "size", "true_conf", "success")
+
+
+@dataclass(frozen=True, slots=True)
+class EdgesResult:
+    """Outcome of an edge analysis."""
+
+    edges_path: Path
+    correlation_path: Path
+    edges: pd.DataFrame
+    correlation: pd.DataFrame
+    table_text: str
+
+
+def _finished_trials(run_dir: Path) -> pd.DataFrame:
+    trials = read_trials(run_dir, NEEDED_TRIAL_COLUMNS, require=True)
+    if trials.empty:
+        raise LeafattackError(f"{run_dir / 'trials.csv'}: holds no trials (nothing to analyse)")
+    if not read_progress(run_dir / PROGRESS_FILE).get("complete", False):
+        raise LeafattackError(
+            f"{run_dir}: the run is not finished; complete it with 'leafattack run' first"
+        )
+    return trials
+
+
+def _edge_images(
+    prep: Prepared, plan: TrialPlan, k0: int, k1: int, cfg: EdgeConfig
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """Recompose active trials k0..k1; return decoded params, attacked edges and leaf alpha."""
+    d = plan.decode(k0, k1)
+    images, _, alpha = composite_trials(prep, d)
+    attacked = canny_batch(to_uint8_hwc(images), cfg)
+    leaf = resize_masks(alpha.cpu().numpy(), cfg.resolution)
+    return d, attacked, leaf
+
+
+def run_edges(
+    run_dir: Path,
+    *,
+    config: EdgeConfig | None = None,
+    device: str = "auto",
+    batch_size: int = 1024,
+    n_boot: int = 200,
+    quiet: bool = False,
+    at_model_resolution: bool = True,
+) -> EdgesResult:
+    """Compute ``edges.csv`` and ``correlation.csv`` for a finished run (resumable).
+
+    Opens the run (checking its fingerprints), holds its lock, and calls
+    :func:`compute_edges`.
+
+    Raises:
+        LeafattackError: not a run directory, an unfinished run, no trials, missing columns,
+            or signs/leaves/model on disk that no longer match the run's fingerprints.
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.toml").exists():
+        raise LeafattackError(f"{run_dir}: not a run directory (expected config.toml)")
+    _finished_trials(run_dir)
+    prep, plan = open_run(run_dir, device=device)
+    with run_lock(run_dir):
+        return compute_edges(
+            run_dir,
+            prep,
+            plan,
+            config=config,
+            batch_size=batch_size,
+            n_boot=n_boot,
+            quiet=quiet,
+            at_model_resolution=at_model_resolution,
+        )
+
+
+def compute_edges(
+    run_dir: Path,
+    prep: Prepared,
+    plan: TrialPlan,
+    *,
+    config: EdgeConfig | None = None,
+    batch_size: int = 1024,
+    n_boot: int = 200,
+    quiet: bool = False,
+    at_model_resolution: bool = True,
+) -> EdgesResult:
+    """The edge analysis of a finished run whose lock the caller holds.
+
+    Args:
+        prep, plan: the run's prepared state and trial plan (as the run used them).
+        config: Canny and metric settings (default: EdgeConfig's defaults).
+        at_model_resolution: compute the edge maps at the model's input size (overrides
+            ``config.resolution``); False keeps ``config.resolution`` (None = sign size).
+        n_boot: bootstrap replicates of the AUC intervals.
+    """
+    trials = _finished_trials(run_dir)
+    if len(trials) != plan.total_active:
+        raise LeafattackError(
+            f"{run_dir / 'trials.csv'}: has {len(trials)} rows, but the run's config gives "
+            f"{plan.total_active} trials (edited or truncated file?)"
+        )
+    cfg = config or EdgeConfig()
+    if at_model_resolution:
+        cfg = dataclasses.replace(cfg, resolution=prep.classifier.preprocess.input_size)
+    cfg_doc = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+    names = list(EDGE_METRICS)
+    edges_path = run_dir / "edges.csv"
+    table = AppendLog(
+        edges_path,
+        run_dir / EDGES_PROGRESS,
+        header=(",".join(["trial_id", *names]) + "\n").encode(),
+        total=plan.total_active,
+        meta={"config": cfg_doc},
+    )
+    try:
+        # Clean edges and masks once per sign.
+        clean_imgs = prep.sign_images.permute(0, 2, 3, 1).cpu().numpy()
+        clean_edges = canny_batch(clean_imgs, cfg)
+        sign_masks = resize_masks(prep.sign_masks.cpu().numpy(), cfg.resolution)
+        trial_ids = trials["trial_id"].to_numpy()
+        total = plan.total_active
+        with table as done, tqdm(
+            total=total,
+            initial=done,
+            unit="trial",
+            unit_scale=True,
+            disable=quiet,
+            desc="edges",
+            dynamic_ncols=True,
+        ) as bar:
+            for k0, k1 in batch_bounds(done, total, batch_size):
+                d, attacked, leaf = _edge_images(prep, plan, k0, k1, cfg)
+                if not np.array_equal(d["trial_id"], trial_ids[k0:k1]):
+                    raise LeafattackError(
+                        f"{run_dir / 'trials.csv'}: trial ids do not follow the "
+                        f"run's grid (edited file?)"
+                    )
+                s = d["sign"]
+                vals = edge_metrics(
+                    clean_edges[s], attacked, leaf, sign_masks[s], names, config=cfg
+                )
+                block = pd.DataFrame({"trial_id": d["trial_id"], **vals})
+                table.append(k1, csv_bytes(block, header=False))
+                bar.update(k1 - bar.n)
+    except OSError as exc:
+        raise disk_error(run_dir, exc) from None
+    edges = pd.read_csv(edges_path)
+    clean = pd.read_csv(run_dir / "clean.csv")
+    joined = trials.merge(edges, on="trial_id", how="inner", validate="one_to_one")
+    clean_conf = clean.set_index("sign_id")["true_conf"]
+    joined["conf_drop"] = joined["sign_id"].map(clean_conf) - joined["true_conf"]
+    corr = correlation_table(
+        joined, names, by=("species", "size"), n_boot=n_boot, seed=prep.config.seed
+    )
+    corr_path = run_dir / "correlation.csv"
+    try:
+        write_atomic(corr_path, csv_bytes(corr, header=True))
+    except OSError as exc:
+        raise disk_error(run_dir, exc) from None
+    text = format_correlation_table(corr, "all")
+    return EdgesResult(edges_path, corr_path, edges, corr, text)

@@ -1,0 +1,130 @@
+"""The public API: ``run(config) -> RunResult`` runs (or resumes) a grid-search leaf attack.
+
+The CLI is a thin shell over these functions. The hot path is batched end to end: a batch of trial ids is decoded into parameter
+arrays (:class:`~leafattack.grid.TrialPlan`), composited on the device
+(:func:`~leafattack.compose.composite`), classified, judged by the criterion, and appended
+to ``trials.csv``. A small ``progress.json`` records how many rows and bytes of
+``trials.csv`` are complete, so a run killed at any moment resumes exactly where the last
+complete batch ended and produces the same bytes as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import tomli_w
+
+from leafattack.analysis.best import write_best
+from leafattack.analysis.edge_analysis import EdgesResult, compute_edges
+from leafattack.analysis.summary import strongest, summarise
+from leafattack.config import RunConfig, default_out
+from leafattack.engine.evaluate import clean_predictions
+from leafattack.engine.execute import execute_trials
+from leafattack.engine.prepare import Prepared, attack_mask, build_plan, prepare
+from leafattack.errors import LeafattackError
+from leafattack.grid import TrialPlan
+from leafattack.report.html import write_report
+from leafattack.rundir import (
+    check_resumable,
+    csv_bytes,
+    disk_error,
+    read_trials,
+    run_config_document,
+    run_lock,
+    write_atomic,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """What a run produced. DataFrames follow :mod:`leafattack.schema`."""
+
+    run_dir: Path
+    clean: pd.DataFrame
+    trials: pd.DataFrame
+    summary: pd.DataFrame
+    best: pd.DataFrame
+    n_trials: int
+    seconds: float
+    resumed_from: int
+    edges: EdgesResult | None = None  # when the run computed edges
+
+    @property
+    def trials_per_second(self) -> float:
+        done = self.n_trials - self.resumed_from
+        return done / self.seconds if self.seconds > 0 else float("nan")
+
+
+def run(config: RunConfig) -> RunResult:
+    """Run (or resume) a grid-search leaf attack and write its run directory.
+
+    The run is prepared once (model, signs, leaves) and the run directory stays locked
+    from the first write to the last, edges and report included.
+
+    Returns:
+        RunResult with the clean, trials, summary and best DataFrames.
+
+    Raises:
+        LeafattackError: bad input (before any work starts), a locked or mismatching run
+            directory, or a write failure (results so far stay resumable).
+    """
+    prep = prepare(config)
+    run_dir = Path(config.out) if config.out else default_out(config)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / f".write-test-{os.getpid()}"  # per process: runs may start together
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise LeafattackError(
+            f"{run_dir}: output directory cannot be written ({exc.strerror or exc})"
+        ) from None
+    with run_lock(run_dir):
+        result, plan = _run_locked(prep, run_dir)
+        if config.edges:
+            edges = compute_edges(run_dir, prep, plan, quiet=config.quiet)
+            result = dataclasses.replace(result, edges=edges)
+        if config.report:
+            write_report(run_dir, prepared=(prep, plan))
+    return result
+
+
+def _run_locked(prep: Prepared, run_dir: Path) -> tuple[RunResult, TrialPlan]:
+    config = prep.config
+    doc = run_config_document(config, prep.fingerprints)
+    check_resumable(run_dir, doc, config.overwrite)
+    try:
+        write_atomic(run_dir / "config.toml", tomli_w.dumps(doc).encode())
+        clean = clean_predictions(prep)
+        write_atomic(run_dir / "clean.csv", csv_bytes(clean, header=True))
+    except OSError as exc:
+        raise disk_error(run_dir, exc) from None
+    attackable = attack_mask(clean, prep.target_index)
+    skipped = clean.loc[~attackable]
+    if len(skipped):
+        log.info(
+            "%d of %d signs are not attacked (misclassified when clean%s): %s",
+            len(skipped),
+            len(clean),
+            ", or already of the target class" if prep.target_index is not None else "",
+            ", ".join(skipped["sign_file"].astype(str).head(10)),
+        )
+    plan = build_plan(prep, attackable)
+    try:
+        start_rows, seconds = execute_trials(prep, plan, run_dir)
+        trials = read_trials(run_dir)
+        summary = summarise(trials)
+        write_atomic(run_dir / "summary.csv", csv_bytes(summary, header=True))
+        best = write_best(prep, plan, strongest(trials), run_dir)
+        write_atomic(run_dir / "best.csv", csv_bytes(best, header=True))
+    except OSError as exc:
+        raise disk_error(run_dir, exc) from None
+    result = RunResult(run_dir, clean, trials, summary, best, plan.total_active, seconds, start_rows)
+    return result, plan

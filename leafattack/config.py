@@ -1,0 +1,325 @@
+"""Run configuration: :class:`RunConfig`, its TOML/CLI keys, and parsing with one-line errors."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from leafattack.errors import LeafattackError
+from leafattack.grid import (
+    GridSpec,
+    parse_angles,
+    parse_float_list,
+    parse_names,
+    parse_positions,
+)
+
+IDENTITY_KEYS = (
+    "signs",
+    "leaves",
+    "model",
+    "target",
+    "min_confidence",
+    "limit_signs",
+    "seed",
+    "sign_size",
+    "batch_size",
+    "leaf_ids",
+    "species",
+    "colours",
+    "sizes",
+    "angles",
+    "positions",
+    "on_sign_only",
+)
+"""Config keys that must match for a run directory to be resumed."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunConfig:
+    """Everything that defines a run. The TOML config file uses the same names.
+
+    Attributes:
+        signs: sign source spec (``builtin``, ``PATH``, ``gtsrb:PATH``, ``lisa:PATH``).
+        leaves: leaf library folder, or ``builtin``.
+        model: model spec (``default``, checkpoint path, ``torchscript:PATH``, ``pkg.mod:fn``).
+        out: run directory; None = ``results/<model>-<config hash>``.
+        grid: the attack grid.
+        target: class name for a targeted attack (None = untargeted).
+        min_confidence: minimum top-1 probability for a success (None = any).
+        limit_signs: attack only this many signs, spread over the classes (None = all).
+        batch_size: trials per batch.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        seed: seed of every random choice (sign subset).
+        sign_size: side length in pixels that every sign is resized to for compositing.
+    """
+
+    signs: str = "builtin"
+    leaves: str = "builtin"
+    model: str = "default"
+    out: str | None = None
+    grid: GridSpec = field(default_factory=GridSpec)
+    target: str | None = None
+    min_confidence: float | None = None
+    limit_signs: int | None = None
+    batch_size: int = 512
+    device: str = "auto"
+    seed: int = 0
+    sign_size: int = 128
+    quiet: bool = False
+    overwrite: bool = False
+    trust_torchscript: bool = False
+    edges: bool = False
+    report: bool = False
+    executor: str = "local"
+    address: str | None = None
+    workers: int = 2
+    gpus_per_worker: float = 0.0
+    chunk_size: int = 0
+
+    def __post_init__(self) -> None:
+        if self.executor not in ("local", "ray"):
+            raise LeafattackError(f"executor={self.executor!r}: expected local or ray")
+        if self.workers < 1:
+            raise LeafattackError(f"workers={self.workers}: expected at least 1")
+        if not 0.0 <= self.gpus_per_worker <= 64:
+            raise LeafattackError(f"gpus_per_worker={self.gpus_per_worker}: expected 0..64")
+        if self.chunk_size < 0 or (self.chunk_size and self.chunk_size % self.batch_size):
+            raise LeafattackError(
+                f"chunk_size={self.chunk_size}: expected 0 (auto) or a multiple of "
+                f"batch_size={self.batch_size}"
+            )
+        if not 1 <= self.batch_size <= 1_000_000:
+            raise LeafattackError(f"batch_size={self.batch_size}: expected 1..1000000")
+        if not 16 <= self.sign_size <= 1024:
+            raise LeafattackError(f"sign_size={self.sign_size}: expected 16..1024 pixels")
+        if self.limit_signs is not None and self.limit_signs < 1:
+            raise LeafattackError(f"limit_signs={self.limit_signs}: expected a positive count")
+        if self.min_confidence is not None and not (
+            math.isfinite(self.min_confidence) and 0.0 <= self.min_confidence <= 1.0
+        ):
+            raise LeafattackError(
+                f"min_confidence={self.min_confidence}: expected a probability in [0, 1]"
+            )
+        if self.seed < 0:
+            raise LeafattackError(f"seed={self.seed}: expected a non-negative integer")
+
+    def to_flat(self) -> dict[str, Any]:
+        """Flat mapping with the TOML/CLI names (None values omitted)."""
+        g = self.grid
+        flat: dict[str, Any] = {
+            "signs": self.signs,
+            "leaves": self.leaves,
+            "model": self.model,
+            "out": self.out,
+            "leaf_ids": list(g.leaf_ids),
+            "species": list(g.species),
+            "colours": list(g.colours),
+            "sizes": list(g.sizes),
+            "angles": list(g.angles),
+            "positions": f"{g.positions[0]}x{g.positions[1]}",
+            "on_sign_only": g.on_sign_only,
+            "target": self.target,
+            "min_confidence": self.min_confidence,
+            "limit_signs": self.limit_signs,
+            "batch_size": self.batch_size,
+            "device": self.device,
+            "seed": self.seed,
+            "sign_size": self.sign_size,
+            "executor": self.executor,
+            "address": self.address,
+            "workers": self.workers,
+            "gpus_per_worker": self.gpus_per_worker,
+            "chunk_size": self.chunk_size,
+        }
+        return {k: v for k, v in flat.items() if v is not None}
+
+
+_GRID_KEYS = {"leaf_ids", "species", "colours", "sizes", "angles", "positions", "on_sign_only"}
+
+
+_RUN_KEYS = {f.name for f in dataclasses.fields(RunConfig)} - {"grid"}
+
+
+CONFIG_KEYS: tuple[str, ...] = tuple(sorted(_GRID_KEYS | _RUN_KEYS))
+"""The names a TOML config (and the ``run`` command's flags) may set."""
+
+
+def _as_list(value: Any, key: str) -> list[Any]:
+    if isinstance(value, str):
+        return list(parse_names(value))
+    if isinstance(value, list | tuple):
+        return list(value)
+    raise LeafattackError(f"config key {key!r}: expected a list or a comma-separated string")
+
+
+def config_from_mapping(values: Mapping[str, Any], base: RunConfig | None = None) -> RunConfig:
+    """Build a RunConfig from TOML/CLI values (same names), on top of ``base``.
+
+    Unknown keys and values of the wrong type give a one-line LeafattackError.
+    """
+    base = base or RunConfig()
+    grid_kw: dict[str, Any] = {}
+    run_kw: dict[str, Any] = {}
+    for key, value in values.items():
+        if key in ("run", "fingerprints", "versions"):
+            continue  # informational tables written into a run's config.toml
+        if key not in _GRID_KEYS and key not in _RUN_KEYS:
+            raise LeafattackError(
+                f"unknown config key {key!r} (expected one of {', '.join(CONFIG_KEYS)})"
+            )
+        if key in ("leaf_ids", "species", "colours"):
+            grid_kw[key] = tuple(str(v) for v in _as_list(value, key))
+        elif key == "sizes":
+            grid_kw[key] = (
+                parse_float_list(value, "sizes")
+                if isinstance(value, str)
+                else tuple(_number(v, key) for v in _as_list(value, key))
+            )
+        elif key == "angles":
+            grid_kw[key] = (
+                parse_angles(value)
+                if isinstance(value, str)
+                else tuple(_number(v, key) for v in _as_list(value, key))
+            )
+        elif key == "positions":
+            if isinstance(value, str):
+                grid_kw[key] = parse_positions(value)
+            elif isinstance(value, list | tuple) and len(value) == 2:
+                grid_kw[key] = (_integer(value[0], key), _integer(value[1], key))
+            else:
+                raise LeafattackError(f"positions {value!r}: expected NxM, e.g. 5x5")
+        elif key == "on_sign_only":
+            grid_kw[key] = _boolean(value, key)
+        elif key in ("signs", "leaves", "model", "out", "device", "target", "executor", "address"):
+            if not isinstance(value, str):
+                raise LeafattackError(f"config key {key!r}: expected a string, got {value!r}")
+            if "\0" in value:  # no path or name can hold one; os calls would raise ValueError
+                raise LeafattackError(
+                    f"config key {key!r}: {value!r} contains a NUL character (expected text)"
+                )
+            run_kw[key] = value
+        elif key in ("limit_signs", "batch_size", "seed", "sign_size", "workers", "chunk_size"):
+            run_kw[key] = _integer(value, key)
+        elif key in ("min_confidence", "gpus_per_worker"):
+            run_kw[key] = _number(value, key)
+        else:
+            run_kw[key] = _boolean(value, key)
+    grid = dataclasses.replace(base.grid, **grid_kw)
+    return dataclasses.replace(base, grid=grid, **run_kw)
+
+
+def _number(v: Any, key: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        try:
+            return float(str(v))
+        except ValueError:
+            raise LeafattackError(f"config key {key!r}: {v!r} is not a number") from None
+    try:
+        return float(v)
+    except OverflowError:  # an integer beyond the float range
+        raise LeafattackError(f"config key {key!r}: integer out of range") from None
+
+
+def _integer(v: Any, key: str) -> int:
+    if isinstance(v, bool):
+        raise LeafattackError(f"config key {key!r}: {v!r} is not an integer")
+    if isinstance(v, int):  # exact: through float, 2**53 + 1 would become 2**53
+        return v
+    if isinstance(v, str):
+        with contextlib.suppress(ValueError):
+            return int(v)
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise LeafattackError(f"config key {key!r}: {v!r} is not an integer") from None
+    if not f.is_integer():
+        raise LeafattackError(f"config key {key!r}: {v!r} is not an integer")
+    return int(f)
+
+
+def _boolean(v: Any, key: str) -> bool:
+    if isinstance(v, bool):
+        return v
+    raise LeafattackError(f"config key {key!r}: expected true or false, got {v!r}")
+
+
+def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a TOML config file into a flat mapping (validated by :func:`config_from_mapping`)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise LeafattackError(f"{p}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LeafattackError(f"{p}: cannot read config ({type(exc).__name__})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise LeafattackError(f"{p}: invalid TOML ({exc})") from None
+    except RecursionError:  # arrays or inline tables nested thousands deep
+        raise LeafattackError(f"{p}: invalid TOML (nested too deeply)") from None
+    except ValueError:  # tomllib: an integer of more than 4300 digits
+        raise LeafattackError(f"{p}: invalid TOML (a number is too long)") from None
+    stack: list[Any] = [data]
+    while stack:  # TOML integers are 64-bit; tomllib accepts any size
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, int) and not -(2**63) <= item < 2**63:
+            raise LeafattackError(f"{p}: invalid TOML (an integer exceeds the 64-bit range)")
+    try:
+        config_from_mapping(data)  # validate early, naming the file
+    except LeafattackError as exc:
+        raise LeafattackError(f"{p}: {exc}") from None
+    return data
+
+
+def default_out(config: RunConfig) -> Path:
+    """``results/<model>-<hash of the identity keys>``: the same command finds the same dir."""
+    flat = config.to_flat()
+    ident = {k: flat.get(k) for k in IDENTITY_KEYS}
+    digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:8]
+    stem = "default" if config.model == "default" else Path(config.model.split(":")[-1]).stem
+    return Path("results") / f"{stem or 'model'}-{digest}"
+
+
+SPEC_PREFIXES: tuple[str, ...] = ("folder", "gtsrb", "lisa", "torchscript")
+"""``prefix:PATH`` spec prefixes whose PATH is made absolute by :func:`absolute_paths`."""
+
+
+def _absolute_spec(spec: str, keep: tuple[str, ...]) -> str:
+    if spec in keep:
+        return spec
+    prefix, sep, rest = spec.partition(":")
+    if sep and prefix in SPEC_PREFIXES and rest:
+        return f"{prefix}:{os.path.abspath(rest)}"
+    if sep and len(prefix) > 1 and not Path(spec).exists():
+        return spec  # a module:factory spec or an unknown prefix: left for the loader to judge
+    return os.path.abspath(spec)
+
+
+def absolute_paths(config: RunConfig) -> RunConfig:
+    """``config`` with the paths in its sign, leaf and model specs made absolute.
+
+    A run directory records these, so that it can be analysed and reported from any
+    working directory. ``builtin``, ``default`` and ``package.module:factory`` specs are
+    kept as they are.
+    """
+    return dataclasses.replace(
+        config,
+        signs=_absolute_spec(config.signs, ("builtin",)),
+        leaves=_absolute_spec(config.leaves, ("builtin",)),
+        model=_absolute_spec(config.model, ("default",)),
+    )

@@ -1,0 +1,255 @@
+"""The batch evaluator: decode -> composite -> classify -> judge, and the local executor."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+from leafattack import schema
+from leafattack.compose.functional import composite, composite_pooled, to_uint8_hwc
+from leafattack.engine.prepare import Prepared
+from leafattack.errors import LeafattackError
+from leafattack.grid import TrialPlan
+from leafattack.models import Classifier
+from leafattack.rundir import FLOAT_FORMAT, csv_bytes
+
+log = logging.getLogger(__name__)
+
+
+def _fmt(values: Sequence[float]) -> np.ndarray:
+    return np.array([FLOAT_FORMAT % v for v in values], dtype=object)
+
+
+def classify(clf: Classifier, images: torch.Tensor, model: str) -> torch.Tensor:
+    """``clf.predict_proba(images)``, with a model's own failure turned into one line.
+
+    Out-of-memory errors pass through (the caller splits the batch).
+
+    Shape:
+        images: uint8 (N, 3, H, W). Returns float32 (N, K) probabilities.
+    """
+    try:
+        return clf.predict_proba(images)
+    except torch.OutOfMemoryError:
+        raise
+    except Exception as exc:  # a user model may raise anything
+        if "out of memory" in str(exc).lower():
+            raise torch.OutOfMemoryError(str(exc)) from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise LeafattackError(
+            f"model {model!r} failed on a batch of {len(images)} images: {first}"
+        ) from None
+
+
+def placement_tensors(
+    prep: Prepared, d: dict[str, np.ndarray]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Decoded trials → (sign, bank entry, x, y, angle) tensors on the run's device."""
+    dev = prep.sign_images.device
+    angles = torch.tensor(prep.config.grid.angles, dtype=torch.float32, device=dev)
+    return (
+        torch.from_numpy(d["sign"]).to(dev),
+        torch.from_numpy(d["variant"] * prep.bank.n_sizes + d["size_idx"]).to(dev),
+        torch.from_numpy(d["x"]).float().to(dev),
+        torch.from_numpy(d["y"]).float().to(dev),
+        angles[torch.from_numpy(d["angle_idx"]).to(dev)],
+    )
+
+
+def composite_trials(
+    prep: Prepared, d: dict[str, np.ndarray]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Full-resolution composites of decoded trials: images (N, 3, H, W), occluded (N,),
+    leaf alpha (N, H, W), as :func:`~leafattack.compose.composite` returns them."""
+    sign, entry, x, y, angle = placement_tensors(prep, d)
+    with torch.inference_mode():
+        return composite(
+            prep.sign_images[sign], prep.sign_masks[sign], prep.bank, entry, x, y, angle
+        )
+
+
+@dataclass
+class BatchEvaluator:
+    """Decode → composite → classify → judge, for one batch of active trials."""
+
+    prep: Prepared
+    plan: TrialPlan
+    size_str: np.ndarray = field(init=False)
+    angle_str: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.size_str = _fmt(self.prep.config.grid.sizes)
+        self.angle_str = _fmt(self.prep.config.grid.angles)
+
+    def evaluate(self, k0: int, k1: int) -> tuple[dict[str, np.ndarray], torch.Tensor]:
+        """Run active trials ``k0..k1``; returns decoded params and (N, K) probabilities.
+
+        On out-of-memory the range is split in halves (and so on down to one trial).
+        """
+        try:
+            return self._evaluate(k0, k1)
+        except torch.OutOfMemoryError:
+            if k1 - k0 <= 1:
+                raise LeafattackError(
+                    f"model {self.prep.config.model!r}: out of memory on a single trial"
+                ) from None
+            log.warning("out of memory on %d trials; going on in halves", k1 - k0)
+            if self.prep.sign_images.is_cuda:
+                torch.cuda.empty_cache()
+            mid = (k0 + k1) // 2
+            d0, p0 = self.evaluate(k0, mid)
+            d1, p1 = self.evaluate(mid, k1)
+            return {k: np.concatenate([d0[k], d1[k]]) for k in d0}, torch.cat([p0, p1])
+
+    def _evaluate(self, k0: int, k1: int) -> tuple[dict[str, np.ndarray], torch.Tensor]:
+        prep = self.prep
+        d = self.plan.decode(k0, k1)
+        if prep.stack is not None:
+            sign, entry, x, y, angle = placement_tensors(prep, d)
+            with torch.inference_mode():
+                images, occ = composite_pooled(prep.stack, prep.bank, sign, entry, x, y, angle)
+        else:
+            images, occ, _ = composite_trials(prep, d)
+        probs = classify(prep.classifier, images, prep.config.model)
+        d["occluded_frac"] = occ.double().cpu().numpy()
+        return d, probs
+
+    def rows(self, d: dict[str, np.ndarray], probs: torch.Tensor) -> pd.DataFrame:
+        """Turn a batch's results into TRIAL_COLUMNS rows."""
+        prep = self.prep
+        true = torch.from_numpy(prep.true_labels[d["sign"]]).to(probs.device)
+        success = prep.criterion(probs, true)
+        pred = probs.argmax(1)
+        pred_conf = probs.gather(1, pred[:, None])[:, 0]
+        true_conf = probs.gather(1, true[:, None])[:, 0]
+        names = np.array(prep.classifier.class_names, dtype=object)
+        v = d["variant"]
+        leaf_id = np.array([x.leaf_id for x in prep.variants], dtype=object)
+        species = np.array([x.species for x in prep.variants], dtype=object)
+        colour = np.array([x.colour for x in prep.variants], dtype=object)
+        files = np.array(prep.signs.files, dtype=object)
+        sign_ids = prep.sign_ids[d["sign"]]
+        true_np = prep.true_labels[d["sign"]]
+        pred_np = pred.cpu().numpy()
+        return pd.DataFrame(
+            {
+                "trial_id": d["trial_id"],
+                "sign_id": sign_ids,
+                "sign_file": files[sign_ids],
+                "true_label": true_np,
+                "true_name": names[true_np],
+                "leaf_id": leaf_id[v],
+                "species": species[v],
+                "colour": colour[v],
+                "size": self.size_str[d["size_idx"]],
+                "angle": self.angle_str[d["angle_idx"]],
+                "x": _fmt_array(d["x"]),
+                "y": _fmt_array(d["y"]),
+                "position": d["position"],
+                "occluded_frac": d["occluded_frac"],
+                "pred_label": pred_np,
+                "pred_name": names[pred_np],
+                "pred_conf": pred_conf.double().cpu().numpy(),
+                "true_conf": true_conf.double().cpu().numpy(),
+                **self._target_column(probs),
+                "success": success.cpu().numpy(),
+            }
+        )
+
+    def _target_column(self, probs: torch.Tensor) -> dict[str, np.ndarray]:
+        """``{"target_conf": (N,) float64}`` in a targeted run, else nothing."""
+        t = self.prep.target_index
+        if t is None:
+            return {}
+        return {schema.TARGET_CONF: probs[:, t].double().cpu().numpy()}
+
+
+def _fmt_array(a: np.ndarray) -> np.ndarray:
+    uniq, inv = np.unique(a, return_inverse=True)
+    return _fmt(uniq.tolist())[inv]
+
+
+def recompose(prep: Prepared, plan: TrialPlan, trial_ids: np.ndarray) -> np.ndarray:
+    """Recreate the attacked images of given trial ids.
+
+    Returns:
+        uint8 (N, H, W, 3) composites at the sign resolution.
+    """
+    if len(trial_ids) == 0:
+        return np.zeros((0, prep.config.sign_size, prep.config.sign_size, 3), np.uint8)
+    d = decode_trial_ids(plan, np.asarray(trial_ids, dtype=np.int64))
+    images, _, _ = composite_trials(prep, d)
+    return to_uint8_hwc(images)
+
+
+def decode_trial_ids(plan: TrialPlan, trial_ids: np.ndarray) -> dict[str, np.ndarray]:
+    """Decode arbitrary trial ids (of attacked signs) into per-trial parameters."""
+    return plan.decode_active(plan.active_index(trial_ids))
+
+
+def batch_bounds(start: int, total: int, batch_size: int) -> list[tuple[int, int]]:
+    """Batch ranges ``[k0, k1)`` of active trials from ``start``, aligned to ``batch_size``.
+
+    Alignment makes a resumed run compute exactly the batches of an uninterrupted one.
+    """
+    out = []
+    k0 = start
+    while k0 < total:
+        k1 = min(total, (k0 // batch_size + 1) * batch_size)
+        out.append((k0, k1))
+        k0 = k1
+    return out
+
+
+def evaluate_range(prep: Prepared, plan: TrialPlan, k0: int, k1: int) -> bytes:
+    """CSV rows (no header) of active trials ``k0..k1``, batch by batch as a local run does.
+
+    Executors (local, Ray) call this on aligned ranges; its bytes are independent of which
+    process computes them.
+    """
+    ev = BatchEvaluator(prep, plan)
+    parts = []
+    for a, b in batch_bounds(k0, k1, prep.config.batch_size):
+        d, probs = ev.evaluate(a, b)
+        parts.append(csv_bytes(ev.rows(d, probs), header=False))
+    return b"".join(parts)
+
+
+def local_batches(prep: Prepared, plan: TrialPlan, start: int) -> Iterator[tuple[int, bytes]]:
+    """The local executor: yields ``(k1, csv_bytes)`` per batch, in trial order."""
+    ev = BatchEvaluator(prep, plan)
+    for k0, k1 in batch_bounds(start, plan.total_active, prep.config.batch_size):
+        d, probs = ev.evaluate(k0, k1)
+        yield k1, csv_bytes(ev.rows(d, probs), header=False)
+
+
+def clean_predictions(prep: Prepared) -> pd.DataFrame:
+    """Classify every chosen sign once, without leaves (CLEAN_COLUMNS)."""
+    clf = prep.classifier
+    probs_l = []
+    for i in range(0, len(prep.sign_ids), prep.config.batch_size):
+        probs_l.append(classify(clf, prep.sign_images[i : i + prep.config.batch_size], prep.config.model).cpu())
+    probs = torch.cat(probs_l) if probs_l else torch.zeros((0, clf.num_classes))
+    pred = probs.argmax(1).numpy()
+    true = prep.true_labels
+    names = np.array(clf.class_names, dtype=object)
+    return pd.DataFrame(
+        {
+            "sign_id": prep.sign_ids,
+            "sign_file": [prep.signs.files[i] for i in prep.sign_ids],
+            "true_label": true,
+            "true_name": names[true],
+            "pred_label": pred,
+            "pred_name": names[pred],
+            "pred_conf": probs.max(1).values.numpy().astype(np.float64),
+            "true_conf": probs[np.arange(len(true)), torch.from_numpy(true)]
+            .numpy()
+            .astype(np.float64),
+            "correct": pred == true,
+        }
+    )

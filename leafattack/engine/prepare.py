@@ -1,0 +1,267 @@
+"""Preparation: load and validate model, signs and leaves once, before any work."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+
+from leafattack.compose.bank import LeafBank, SignStack, build_leaf_bank, build_sign_stack
+from leafattack.config import RunConfig, config_from_mapping, load_config
+from leafattack.criteria import Criterion, build_criterion
+from leafattack.data.signset import SignSet, fingerprint
+from leafattack.data.sources import load_signs
+from leafattack.errors import LeafattackError
+from leafattack.grid import (
+    NATURAL,
+    TrialPlan,
+    sign_positions,
+)
+from leafattack.leaves import (
+    FALL_COLOURS,
+    builtin_leaves_dir,
+    load_leaves,
+    recolour,
+    select_leaves,
+)
+from leafattack.models.classifier import Classifier, match_classes, resolve_device
+from leafattack.models.loading import load_model
+
+
+@dataclass(frozen=True, slots=True)
+class LeafVariant:
+    """One entry of the leaf axis: a leaf in one colour."""
+
+    leaf_id: str
+    species: str
+    colour: str
+    rgba: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """Everything a run needs in memory, resolved and validated before any work starts."""
+
+    config: RunConfig
+    classifier: Classifier
+    signs: SignSet
+    sign_ids: np.ndarray  # int64 (S,): index of each used sign in the loaded set
+    true_labels: np.ndarray  # int64 (S,): model class index of each used sign
+    sign_images: torch.Tensor  # uint8 (S, 3, H, W) on device
+    sign_masks: torch.Tensor  # bool (S, H, W) on device
+    variants: tuple[LeafVariant, ...]
+    bank: LeafBank
+    stack: SignStack | None  # set when the pooled fast path applies (area-resizing models)
+    criterion: Criterion
+    target_index: int | None
+    fingerprints: dict[str, str]
+
+
+def select_signs(signs: SignSet, limit: int | None, seed: int) -> np.ndarray:
+    """Indices of the signs to attack: all, or ``limit`` spread round-robin over classes.
+
+    With ``seed``, the signs within each class and the order of the classes are drawn at
+    random: every class gives one sign before any gives a second, and when ``limit`` is
+    below the number of classes, which classes are taken depends on the seed.
+
+    Returns:
+        int64 (min(limit, N),) sorted indices into ``signs``.
+    """
+    n = len(signs)
+    if limit is None or limit >= n:
+        return np.arange(n, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(n)
+    labels = np.asarray(signs.labels)[perm]
+    classes = np.unique(labels)
+    class_rank = np.empty(int(classes.max()) + 1, dtype=np.int64)
+    class_rank[classes] = rng.permutation(len(classes))
+    rank = np.empty(n, dtype=np.int64)
+    for c in classes:
+        sel = labels == c
+        rank[sel] = np.arange(sel.sum())
+    order = np.lexsort((class_rank[labels], rank))
+    return np.sort(perm[order[:limit]])
+
+
+def attack_mask(clean: pd.DataFrame, target_index: int | None) -> np.ndarray:
+    """Which signs are attacked: those classified correctly when clean and, in a targeted
+    run, not already of the target class (their attack could never succeed).
+
+    Returns:
+        bool (S,), aligned with the rows of ``clean`` (CLEAN_COLUMNS).
+    """
+    mask = clean["correct"].to_numpy(dtype=bool)
+    if target_index is not None:
+        mask = mask & (clean["true_label"].to_numpy(dtype=np.int64) != target_index)
+    return mask
+
+
+def load_leaf_variants(config: RunConfig) -> tuple[LeafVariant, ...]:
+    """Load the leaf library, select leaves, and expand the colour axis.
+
+    Colour levels: ``natural`` keeps every leaf as shipped (its ``colour`` is the shipped
+    one); a fall colour C recolours every leaf into C with
+    :func:`~leafattack.leaves.recolour`, a leaf shipped in C included, so that one level
+    is one colouring method. A recoloured variant's id is ``<leaf id>@C``; repeated
+    levels are dropped, so no two variants are the same.
+    """
+    folder = builtin_leaves_dir() if config.leaves == "builtin" else Path(config.leaves)
+    library = load_leaves(folder)
+    g = config.grid
+    chosen = select_leaves(library, ids=g.leaf_ids or None, species=g.species or None)
+    if not chosen:
+        raise LeafattackError(f"{folder}: the grid selects no leaves (check species and leaf ids)")
+    for c in g.colours:
+        if c != NATURAL and c not in FALL_COLOURS:
+            raise LeafattackError(
+                f"unknown colour {c!r} (expected {NATURAL} or one of {', '.join(FALL_COLOURS)})"
+            )
+    levels = list(dict.fromkeys(g.colours))
+    out = []
+    for leaf in chosen:
+        for c in levels:
+            if c == NATURAL:
+                out.append(LeafVariant(leaf.leaf_id, leaf.species, leaf.colour, leaf.rgba))
+            else:
+                rc = recolour(leaf, c)
+                out.append(LeafVariant(f"{leaf.leaf_id}@{c}", leaf.species, c, rc.rgba))
+    return tuple(out)
+
+
+def resize_signs(signs: SignSet, idx: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Resize the chosen signs to ``size``×``size``.
+
+    Returns:
+        uint8 (S, size, size, 3) images (area interpolation when shrinking) and bool
+        (S, size, size) masks (nearest neighbour).
+    """
+    imgs = np.empty((len(idx), size, size, 3), dtype=np.uint8)
+    masks = np.empty((len(idx), size, size), dtype=bool)
+    for j, i in enumerate(idx):
+        img = signs.images[i]
+        interp = cv2.INTER_AREA if img.shape[0] > size or img.shape[1] > size else cv2.INTER_LINEAR
+        imgs[j] = cv2.resize(img, (size, size), interpolation=interp)
+        m = signs.mask(int(i)).astype(np.uint8)
+        masks[j] = cv2.resize(m, (size, size), interpolation=cv2.INTER_NEAREST) > 0
+    return imgs, masks
+
+
+def _hash_arrays(parts: Sequence[bytes]) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(hashlib.sha256(p).digest())
+    return h.hexdigest()[:16]
+
+
+def pooled_stack(clf: Classifier, images: torch.Tensor, masks: torch.Tensor) -> SignStack | None:
+    """The pooled fast path's sign stack, when the model resizes by area averaging with an
+    integer factor (exactly what :func:`~leafattack.compose.composite_pooled` computes)."""
+    pp = clf.preprocess
+    size = images.shape[-1]
+    if pp.resize != "area" or size % pp.input_size or images.shape[-2] != size:
+        return None
+    return build_sign_stack(images, masks, size // pp.input_size)
+
+
+def prepare(config: RunConfig) -> Prepared:
+    """Load and validate model, signs and leaves; fail before any work with one-line errors."""
+    device = resolve_device(config.device)
+    clf = load_model(config.model, device, trust_torchscript=config.trust_torchscript)
+    signs = load_signs(config.signs)
+    if len(signs) == 0:
+        raise LeafattackError(f"sign source {config.signs!r} holds no signs")
+    idx = select_signs(signs, config.limit_signs, config.seed)
+    labels = np.asarray(signs.labels)[idx]
+    mapping = match_classes(signs.class_names, clf.class_names, used_labels=labels.tolist())
+    true_labels = np.asarray(mapping, dtype=np.int64)[labels]
+    target_index = None if config.target is None else clf.class_index(config.target)
+    criterion = build_criterion(target_index, config.min_confidence)
+    variants = load_leaf_variants(config)
+    imgs, masks = resize_signs(signs, idx, config.sign_size)
+    bank = build_leaf_bank([v.rgba for v in variants], config.grid.sizes, config.sign_size, device)
+    fps = {
+        "signs": fingerprint(signs),
+        "leaves": _hash_arrays(
+            [f"{v.leaf_id}|{v.species}|{v.colour}".encode() + v.rgba.tobytes() for v in variants]
+        ),
+        "model": clf.fingerprint,
+    }
+    images_t = torch.from_numpy(imgs).permute(0, 3, 1, 2).contiguous().to(device)
+    masks_t = torch.from_numpy(masks).to(device)
+    stack = pooled_stack(clf, images_t, masks_t)
+    return Prepared(
+        config=config,
+        classifier=clf,
+        signs=signs,
+        sign_ids=idx,
+        true_labels=true_labels,
+        sign_images=images_t,
+        sign_masks=masks_t,
+        variants=variants,
+        bank=bank,
+        stack=stack,
+        criterion=criterion,
+        target_index=target_index,
+        fingerprints=fps,
+    )
+
+
+
+
+def build_plan(prep: Prepared, active: np.ndarray) -> TrialPlan:
+    """The trial space of a prepared run; inactive signs keep their trial ids but are skipped."""
+    masks = prep.sign_masks.cpu().numpy()
+    positions = []
+    for m in masks:
+        xy, index = sign_positions(prep.config.grid, m)
+        positions.append(np.column_stack([xy, index.astype(np.float64)]))
+    return TrialPlan(
+        n_variants=len(prep.variants),
+        sizes=prep.config.grid.sizes,
+        angles=prep.config.grid.angles,
+        positions=tuple(positions),
+        active=active,
+    )
+
+
+def open_run(
+    run_dir: str | os.PathLike[str], *, device: str = "auto"
+) -> tuple[Prepared, TrialPlan]:
+    """Re-create the prepared state and trial plan of an existing run directory.
+
+    Checks that the leaves, signs and model on disk still match the fingerprints stored
+    in ``config.toml``.
+    """
+    rd = Path(run_dir)
+    cfg_path = rd / "config.toml"
+    if not cfg_path.exists():
+        raise LeafattackError(f"{rd}: not a run directory (expected config.toml, trials.csv)")
+    data = load_config(cfg_path)
+    config = config_from_mapping({**data, "device": device, "out": str(rd)})
+    prep = prepare(config)
+    stored = data.get("fingerprints", {})
+    stale = [k for k, v in prep.fingerprints.items() if stored.get(k) != v]
+    if stale:
+        raise LeafattackError(
+            f"{rd}: {', '.join(stale)} on disk no longer match the fingerprints in "
+            f"config.toml; rerun the attack with --overwrite"
+        )
+    clean_path = rd / "clean.csv"
+    if not clean_path.exists():
+        raise LeafattackError(f"{rd}: clean.csv is missing (the run never started)")
+    clean = pd.read_csv(clean_path)
+    missing = [c for c in ("correct", "true_label") if c not in clean.columns]
+    if missing or len(clean) != len(prep.sign_ids):
+        raise LeafattackError(
+            f"{clean_path}: expected {len(prep.sign_ids)} rows with columns correct and "
+            f"true_label (leafattack's clean.csv)"
+        )
+    return prep, build_plan(prep, attack_mask(clean, prep.target_index))
