@@ -27,8 +27,10 @@ from pathlib import Path
 import torch
 
 import leafattack
-from leafattack.attack import RunConfig, run
-from leafattack.models import load_model, resolve_device
+from leafattack.api import run
+from leafattack.config import RunConfig
+from leafattack.models.classifier import resolve_device
+from leafattack.models.loading import load_model
 
 
 def bare_inference(model: str, device: str, n: int, batch_size: int) -> float:

@@ -25,7 +25,7 @@ import time
 import cv2
 import numpy as np
 
-from leafattack.edges import EDGE_METRICS, EdgeConfig, canny_batch, edge_metrics
+from leafattack.analysis.edges import EDGE_METRICS, EdgeConfig, canny_batch, edge_metrics
 
 SIGN_COLOURS = ((200, 30, 30), (240, 200, 20), (245, 245, 245), (20, 70, 170))
 LEAF_COLOURS = ((200, 90, 20), (170, 30, 20), (110, 70, 30), (220, 170, 30))

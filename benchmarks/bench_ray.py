@@ -41,16 +41,10 @@ import ray
 import torch
 
 import leafattack
-from leafattack.attack import (
-    Prepared,
-    RunConfig,
-    build_plan,
-    clean_predictions,
-    config_from_mapping,
-    local_batches,
-    prepare,
-)
-from leafattack.distributed import _stream, chunk_bounds, ray_batches
+from leafattack.config import RunConfig, config_from_mapping
+from leafattack.engine.distributed import _stream, chunk_bounds, ray_batches
+from leafattack.engine.evaluate import clean_predictions, local_batches
+from leafattack.engine.prepare import Prepared, build_plan, prepare
 from leafattack.grid import TrialPlan
 
 

@@ -24,6 +24,7 @@ import torch
 from leafattack import schema
 from leafattack.config import IDENTITY_KEYS, RunConfig, absolute_paths
 from leafattack.errors import LeafattackError, RunLockedError
+from leafattack.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -96,13 +97,11 @@ def disk_error(path: Path, exc: OSError) -> LeafattackError:
 def run_config_document(config: RunConfig, fingerprints: Mapping[str, str]) -> dict[str, Any]:
     """The resolved config as written to ``config.toml``: absolute paths (a run directory
     can be re-opened from any working directory), fingerprints and versions."""
-    import leafattack
-
     doc = absolute_paths(config).to_flat()
     doc.pop("out", None)
     doc["fingerprints"] = dict(fingerprints)
     doc["versions"] = {
-        "leafattack": leafattack.__version__,
+        "leafattack": __version__,
         "torch": torch.__version__,
         "numpy": np.__version__,
     }

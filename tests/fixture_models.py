@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from leafattack.signs import LISA_CLASSES, render_sign_set
+from leafattack.data import LISA_CLASSES
+from leafattack.data.builtin import render_sign_set
 
 
 class TemplateModel(nn.Module):

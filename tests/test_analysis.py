@@ -12,10 +12,12 @@ import pandas as pd
 import pytest
 
 from leafattack import schema
-from leafattack.analysis import run_edges
-from leafattack.attack import RunConfig, run
-from leafattack.compose import Placement, paste_leaf
-from leafattack.edges import EDGE_METRICS, EdgeConfig, canny_batch, edge_metrics
+from leafattack.analysis.edge_analysis import run_edges
+from leafattack.analysis.edges import EDGE_METRICS, EdgeConfig, canny_batch, edge_metrics
+from leafattack.api import run
+from leafattack.compose.bank import Placement
+from leafattack.compose.functional import paste_leaf
+from leafattack.config import RunConfig
 from leafattack.errors import LeafattackError
 from leafattack.grid import GridSpec
 
@@ -77,8 +79,8 @@ def test_correlation_table(analysed: Path) -> None:
 
 def test_metrics_match_a_per_trial_reference(analysed: Path) -> None:
     """Recompose single trials, run cv2.Canny on the area-resized image, compare metrics."""
-    from leafattack.attack import open_run
-    from leafattack.datasets import load_signs
+    from leafattack.data.sources import load_signs
+    from leafattack.engine.prepare import open_run
 
     prep, _ = open_run(analysed, device="cpu")
     signs = load_signs(str(four_signs_folder()))
@@ -117,7 +119,7 @@ def test_edges_resume_after_a_crash(
     shutil.copytree(analysed, rd)
     for name in ("edges.csv", "edges_progress.json", "correlation.csv"):
         (rd / name).unlink()
-    import leafattack.analysis as analysis
+    import leafattack.analysis.edge_analysis as analysis
 
     real = analysis.edge_metrics
     calls = {"n": 0}
@@ -157,7 +159,7 @@ def test_bad_run_directories(analysed: Path, tmp_path: Path) -> None:
 
 def test_changed_leaves_are_detected(tmp_path: Path) -> None:
     """A leaf library edited after the run no longer matches the stored fingerprint."""
-    from leafattack.leaves import builtin_leaves_dir
+    from leafattack.leaves.library import builtin_leaves_dir
 
     lib = tmp_path / "leaves"
     shutil.copytree(builtin_leaves_dir(), lib)

@@ -22,11 +22,15 @@ import torch
 
 import leafattack
 from leafattack import schema
-from leafattack.attack import RunConfig, open_run, run, run_lock
-from leafattack.compose import Placement, paste_leaf
+from leafattack.api import run
+from leafattack.compose.bank import Placement
+from leafattack.compose.functional import paste_leaf
+from leafattack.config import RunConfig
+from leafattack.engine.prepare import open_run
 from leafattack.errors import LeafattackError, RunLockedError
 from leafattack.grid import GridSpec
-from leafattack.models import load_model
+from leafattack.models.loading import load_model
+from leafattack.rundir import run_lock
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -43,8 +47,8 @@ FOUR_SIGNS = ("speedLimit30", "speedLimit35", "stop", "yield")
 @functools.cache
 def four_signs_folder() -> Path:
     """A manifest folder with four built-in signs and their masks (two are fragile)."""
+    from leafattack.data.builtin import render_sign
     from leafattack.imageio import write_png
-    from leafattack.signs import render_sign
 
     folder = Path(tempfile.mkdtemp(prefix="leafattack-signs-"))
     atexit.register(shutil.rmtree, folder, True)
@@ -132,7 +136,7 @@ def test_best_is_lowest_true_confidence(small_run: leafattack.RunResult) -> None
 
 def test_engine_agrees_with_per_trial_reference(small_run: leafattack.RunResult) -> None:
     """Slow per-trial recomposition + classification reproduces sampled CSV rows."""
-    from leafattack.datasets import load_signs
+    from leafattack.data.sources import load_signs
 
     clf = load_model("fixture_models:template")
     signs = load_signs(str(four_signs_folder()))
@@ -161,12 +165,12 @@ def test_fast_and_full_resolution_paths_agree(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The pooled window fast path and the full-frame compositor give the same trials."""
-    from leafattack import attack
+    from leafattack.engine import prepare as prepare_mod
 
     grid = GridSpec(species=("maple", "poplar"), sizes=(0.4, 0.7), angles=(30.0,),
                     positions=(3, 3))
     a = run(small_config(tmp_path / "a", grid=grid))
-    monkeypatch.setattr(attack, "pooled_stack", lambda *args: None)
+    monkeypatch.setattr(prepare_mod, "pooled_stack", lambda *args: None)
     b = run(small_config(tmp_path / "b", grid=grid))
     assert a.trials["trial_id"].tolist() == b.trials["trial_id"].tolist()
     np.testing.assert_allclose(a.trials["occluded_frac"], b.trials["occluded_frac"], atol=1e-5)
@@ -182,7 +186,7 @@ def test_targeted_and_confidence_criteria(tmp_path: Path) -> None:
 
 
 def test_on_sign_only_keeps_centres_on_the_mask(tmp_path: Path) -> None:
-    from leafattack.datasets import load_builtin
+    from leafattack.data.sources import load_builtin
 
     grid = GridSpec(species=("maple",), sizes=(0.3,), angles=(0.0,), positions=(7, 7),
                     on_sign_only=True)

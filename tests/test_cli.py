@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from leafattack.cli import main
-from leafattack.leaves import builtin_leaves_dir
-from leafattack.signs import builtin_signs_dir
+from leafattack.data.builtin import builtin_signs_dir
+from leafattack.leaves.library import builtin_leaves_dir
 
 REAL = os.environ.get("LEAFATTACK_REAL_DATA")
 
@@ -66,7 +66,7 @@ def test_segment_real_photos(tmp_path: Path) -> None:
         alpha = rgba[..., 3] > 127
         assert 0.2 < alpha.mean() < 0.95  # a tight crop around one leaf
     # The segmented library is usable as --leaves.
-    from leafattack.leaves import load_leaves
+    from leafattack.leaves.library import load_leaves
 
     assert len(load_leaves(out)) == 3
 

@@ -23,11 +23,13 @@ import numpy as np
 import pytest
 import torch
 
-from leafattack.datasets import load_signs
+from leafattack.data import LISA_CLASSES
+from leafattack.data.sources import load_signs
 from leafattack.imageio import write_png
-from leafattack.models import Classifier, build_model, load_model, save_checkpoint
-from leafattack.signs import LISA_CLASSES
-from leafattack.train import evaluate
+from leafattack.models.architectures import build_model
+from leafattack.models.classifier import Classifier
+from leafattack.models.loading import load_model, save_checkpoint
+from leafattack.training.train import evaluate
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent

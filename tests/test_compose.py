@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from leafattack.compose import Placement, build_leaf_bank, composite, paste_leaf
+from leafattack.compose.bank import Placement, build_leaf_bank
+from leafattack.compose.functional import composite, paste_leaf
 
 
 def reference_paste(
@@ -120,7 +121,8 @@ def test_batch_equals_single_calls() -> None:
 @pytest.mark.parametrize("factor", [1, 2, 4])
 def test_pooled_fast_path_equals_full_composite(factor: int) -> None:
     """composite_pooled == avg_pool(composite), including leaves hanging off the image."""
-    from leafattack.compose import build_sign_stack, composite_pooled
+    from leafattack.compose.bank import build_sign_stack
+    from leafattack.compose.functional import composite_pooled
 
     rng = np.random.default_rng(3)
     n, size = 64, 64

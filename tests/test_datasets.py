@@ -24,19 +24,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from leafattack import datasets
-from leafattack.datasets import (
-    GTSRB_CLASSES,
-    LISA_CLASSES,
-    SignSet,
-    fingerprint,
-    load_builtin,
-    load_folder,
-    load_gtsrb,
-    load_lisa,
-    load_signs,
-    subset,
-)
+from leafattack.data.signset import GTSRB_CLASSES, LISA_CLASSES, SignSet, fingerprint, subset
+from leafattack.data.sources import load_builtin, load_folder, load_gtsrb, load_lisa, load_signs
 from leafattack.errors import LeafattackError
 
 REAL_DATA = os.environ.get("LEAFATTACK_REAL_DATA")
@@ -419,7 +408,7 @@ def test_gtsrb_resized_copy_scales_roi(tmp_path: Path, caplog: pytest.LogCapture
     folder = tmp_path / "Final_Test" / "Images"
     save(folder / "00000.ppm", coord_image(20, 20))  # stored 20x20, CSV says 40x40
     write_gt(folder / "GT-final_test.csv", [("00000.ppm", 40, 40, 6, 5, 34, 31, 1)])
-    with caplog.at_level(logging.WARNING, logger="leafattack.datasets"):
+    with caplog.at_level(logging.WARNING, logger="leafattack.data.sources"):
         signs = load_gtsrb(tmp_path)
     assert_crop_of(signs.images[0], (3, 3, 17, 16))  # 6/2, 2.5->3, 34/2, 15.5->16
     assert "1 image(s) differ from their CSV Width/Height" in caplog.text
@@ -514,7 +503,7 @@ def make_lisa(root: Path, extra: list[str] | None = None) -> None:
 
 def test_lisa_crops_known_tags(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     make_lisa(tmp_path)
-    with caplog.at_level(logging.INFO, logger="leafattack.datasets"):
+    with caplog.at_level(logging.INFO, logger="leafattack.data.sources"):
         signs = load_lisa(tmp_path)
     assert signs.class_names == LISA_CLASSES
     assert signs.labels.tolist() == [12, 15, 8]  # stop, yield, speedLimit25
@@ -568,7 +557,7 @@ def test_lisa_missing_columns_and_no_known_tags(tmp_path: Path) -> None:
 # builtin signs
 # ---------------------------------------------------------------------------
 
-REPO_SIGNS = Path(datasets.__file__).resolve().parent.parent / "signs"
+REPO_SIGNS = Path(__file__).resolve().parent.parent / "leafattack" / "assets" / "signs"
 
 
 @pytest.mark.skipif(not (REPO_SIGNS / "manifest.csv").is_file(), reason="signs/ not generated yet")
@@ -586,7 +575,7 @@ def test_builtin_repo_signs() -> None:
 def test_builtin_rendered_when_folder_missing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pytest.importorskip("leafattack.signs", reason="leafattack.signs not written yet")
+    pytest.importorskip("leafattack.data.builtin", reason="leafattack.signs not written yet")
     monkeypatch.setattr(datasets, "_BUILTIN_DIR", tmp_path / "absent")
     signs = load_builtin(size=40)
     assert len(signs) == 16 and signs.class_names == LISA_CLASSES
@@ -595,7 +584,7 @@ def test_builtin_rendered_when_folder_missing(
 
 
 def fake_render(calls: list[int]) -> types.ModuleType:
-    module = types.ModuleType("leafattack.signs")
+    module = types.ModuleType("leafattack.data.builtin")
 
     def render_sign_set(size: int) -> SignSet:
         calls.append(size)
@@ -625,7 +614,7 @@ def test_builtin_reads_folder_and_rerenders(
     write_manifest(tmp_path, "file,mask,label,name", rows)
     calls: list[int] = []
     monkeypatch.setattr(datasets, "_BUILTIN_DIR", tmp_path)
-    monkeypatch.setitem(sys.modules, "leafattack.signs", fake_render(calls))
+    monkeypatch.setitem(sys.modules, "leafattack.data.builtin", fake_render(calls))
 
     signs = load_builtin()
     assert len(signs) == 16 and signs.labels.tolist() == list(range(16))

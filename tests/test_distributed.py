@@ -29,13 +29,10 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (uv sync --extra ray)")
 
-from leafattack.attack import RunConfig, open_run, run  # noqa: E402
-from leafattack.distributed import (  # noqa: E402
-    CRASH_FLAG_ENV,
-    _absolute_spec,
-    chunk_bounds,
-    ray_batches,
-)
+from leafattack.api import run  # noqa: E402
+from leafattack.config import RunConfig
+from leafattack.engine.distributed import CRASH_FLAG_ENV, _absolute_spec, chunk_bounds, ray_batches
+from leafattack.engine.prepare import open_run
 from leafattack.errors import LeafattackError  # noqa: E402
 from leafattack.grid import GridSpec  # noqa: E402
 
@@ -79,7 +76,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_import_attack_does_not_import_ray() -> None:
-    code = "import sys, leafattack.attack; assert 'ray' not in sys.modules"
+    code = "import sys, leafattack.api, leafattack.cli; assert 'ray' not in sys.modules"
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
 

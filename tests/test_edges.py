@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage
 
-from leafattack.edges import (
+from leafattack.analysis.edges import (
     EDGE_METRICS,
     EdgeConfig,
     EdgeGeometry,
@@ -659,7 +659,7 @@ def test_internal_blocks_do_not_change_results(monkeypatch: pytest.MonkeyPatch) 
     whole_canny = {c: canny_batch(images, EdgeConfig(auto=c)) for c in (False, True)}
     clean = whole_canny[False][::-1].copy()
     whole = edge_metrics(clean, whole_canny[False], np.zeros((11, 24, 24)), signs)
-    monkeypatch.setattr("leafattack.edges.CHUNK_PIXELS", 3 * 24 * 24)  # blocks of 3 images
+    monkeypatch.setattr("leafattack.analysis.edges.CHUNK_PIXELS", 3 * 24 * 24)  # blocks of 3 images
     for auto in (False, True):
         np.testing.assert_array_equal(canny_batch(images, EdgeConfig(auto=auto)), whole_canny[auto])
     blocked = edge_metrics(clean, whole_canny[False], np.zeros((11, 24, 24)), signs)
@@ -670,7 +670,7 @@ def test_internal_blocks_do_not_change_results(monkeypatch: pytest.MonkeyPatch) 
 def test_docstring_examples() -> None:
     import doctest
 
-    import leafattack.edges
+    import leafattack.analysis.edges
 
-    result = doctest.testmod(leafattack.edges, optionflags=doctest.NORMALIZE_WHITESPACE)
+    result = doctest.testmod(leafattack.analysis.edges, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 20 and result.failed == 0

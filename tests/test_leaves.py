@@ -15,23 +15,19 @@ import pytest
 
 from leafattack.errors import LeafattackError
 from leafattack.imageio import read_rgba, write_png
-from leafattack.leaves import (
-    FALL_COLOURS,
-    LIBRARY_COLOURS,
-    LIBRARY_SPECIES,
+from leafattack.leaves.colours import FALL_COLOURS, LIBRARY_COLOURS, NATURAL
+from leafattack.leaves.leaf import Leaf
+from leafattack.leaves.library import (
     MANIFEST_COLUMNS,
-    NATURAL,
-    SPECIES,
-    Leaf,
     append_to_manifest,
     builtin_leaves_dir,
     contact_sheet,
-    generate_leaf,
     load_leaves,
-    recolour,
     select_leaves,
     write_leaf_library,
 )
+from leafattack.leaves.recolour import recolour
+from leafattack.leaves.species import LIBRARY_SPECIES, SPECIES, generate_leaf
 
 SIZE = 160  # render size used by most tests (fast, still detailed)
 

@@ -26,24 +26,29 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from leafattack.datasets import LISA_CLASSES, load_builtin
+from leafattack.data.signset import LISA_CLASSES
+from leafattack.data.sources import load_builtin
 from leafattack.errors import LeafattackError
-from leafattack.models import (
+from leafattack.models.architectures import (
     ARCHITECTURES,
-    CHECKPOINT_FORMAT,
     TORCHVISION_INPUT_SIZE,
-    Classifier,
     LisaCNN,
-    Preprocess,
     build_model,
     default_input_size,
-    load_checkpoint,
-    load_model,
-    load_torchscript,
+)
+from leafattack.models.classifier import (
+    Classifier,
+    Preprocess,
     match_classes,
     module_fingerprint,
     resize_batch,
     resolve_device,
+)
+from leafattack.models.loading import (
+    CHECKPOINT_FORMAT,
+    load_checkpoint,
+    load_model,
+    load_torchscript,
     save_checkpoint,
 )
 

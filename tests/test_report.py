@@ -24,10 +24,11 @@ from matplotlib.patches import Rectangle
 from PIL import Image
 
 from leafattack import schema
-from leafattack.attack import RunConfig, run
+from leafattack.api import run
+from leafattack.config import RunConfig
 from leafattack.errors import LeafattackError
 from leafattack.grid import GridSpec
-from leafattack.report import (
+from leafattack.report.figures import (
     confusion_counts,
     fig_class_species_matrix,
     fig_confusion,
@@ -36,8 +37,8 @@ from leafattack.report import (
     fig_success_vs_rotation,
     fig_success_vs_size,
     position_stats,
-    write_report,
 )
+from leafattack.report.html import write_report
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -314,7 +315,7 @@ def test_figure_functions_refuse_empty_trials() -> None:
 
 
 def test_edge_figures_and_correlation_table(big_run: Path) -> None:
-    from leafattack.edges import EDGE_METRICS
+    from leafattack.analysis.edges import EDGE_METRICS
 
     rd = big_run
     metrics = list(EDGE_METRICS)

@@ -13,16 +13,10 @@ import pytest
 
 from leafattack.errors import LeafattackError
 from leafattack.imageio import read_rgb, read_rgba, write_png
-from leafattack.leaves import (
-    FALL_COLOURS,
-    NATURAL,
-    SPECIES,
-    composite,
-    fit_into,
-    generate_leaf,
-    load_leaves,
-)
-from leafattack.segment import (
+from leafattack.leaves.colours import FALL_COLOURS, NATURAL
+from leafattack.leaves.leaf import composite, fit_into
+from leafattack.leaves.library import load_leaves
+from leafattack.leaves.segment import (
     cutout,
     orient_leaf,
     petiole_direction,
@@ -32,6 +26,7 @@ from leafattack.segment import (
     segment_mask,
     segment_mask_and_holes,
 )
+from leafattack.leaves.species import SPECIES, generate_leaf
 
 REAL_DATA = os.environ.get("LEAFATTACK_REAL_DATA")
 PLAIN = (240, 238, 232)

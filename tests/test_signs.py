@@ -14,11 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from leafattack.datasets import SignSet
-from leafattack.errors import LeafattackError
-from leafattack.imageio import read_any, read_rgb
-from leafattack.signs import (
-    LISA_CLASSES,
+from leafattack.data import LISA_CLASSES
+from leafattack.data.builtin import (
     SIGN_BACKGROUND,
     builtin_signs_dir,
     contact_sheet,
@@ -26,6 +23,9 @@ from leafattack.signs import (
     render_sign_set,
     write_builtin_signs,
 )
+from leafattack.data.signset import SignSet
+from leafattack.errors import LeafattackError
+from leafattack.imageio import read_any, read_rgb
 
 WARNING = (
     "addedLane",

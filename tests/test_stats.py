@@ -12,9 +12,7 @@ from hypothesis import strategies as st
 from scipy import optimize
 from scipy import stats as sps
 
-from leafattack.errors import LeafattackError
-from leafattack.schema import CORRELATION_COLUMNS
-from leafattack.stats import (
+from leafattack.analysis.stats import (
     benjamini_hochberg,
     bootstrap_auc_ci,
     correlation_table,
@@ -26,6 +24,8 @@ from leafattack.stats import (
     spearman,
     wilson_interval,
 )
+from leafattack.errors import LeafattackError
+from leafattack.schema import CORRELATION_COLUMNS
 
 # --------------------------------------------------------------------------- Wilson
 
@@ -425,7 +425,7 @@ def test_format_correlation_table(table: pd.DataFrame) -> None:
 def test_docstring_examples() -> None:
     import doctest
 
-    import leafattack.stats
+    import leafattack.analysis.stats
 
-    result = doctest.testmod(leafattack.stats, optionflags=doctest.NORMALIZE_WHITESPACE)
+    result = doctest.testmod(leafattack.analysis.stats, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 10 and result.failed == 0

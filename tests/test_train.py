@@ -18,18 +18,14 @@ import pandas as pd
 import pytest
 import torch
 
-from leafattack.datasets import (
-    GTSRB_CLASSES,
-    LISA_CLASSES,
-    fingerprint,
-    load_folder,
-    load_gtsrb,
-    load_signs,
-)
+from leafattack.data.signset import GTSRB_CLASSES, LISA_CLASSES, fingerprint
+from leafattack.data.sources import load_folder, load_gtsrb, load_signs
+from leafattack.data.variations import make_variants
 from leafattack.errors import LeafattackError
 from leafattack.imageio import write_png
-from leafattack.models import Classifier, load_checkpoint, load_model
-from leafattack.train import (
+from leafattack.models.classifier import Classifier
+from leafattack.models.loading import load_checkpoint, load_model
+from leafattack.training.train import (
     EVALUATION_SEED_OFFSET,
     VALIDATION_SEED_OFFSET,
     TrainConfig,
@@ -38,7 +34,6 @@ from leafattack.train import (
     train,
     variation_config,
 )
-from leafattack.variations import make_variants
 
 TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS))

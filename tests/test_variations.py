@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from leafattack.errors import LeafattackError
-from leafattack.signs import LISA_CLASSES, render_sign
-from leafattack.variations import (
+from leafattack.data import LISA_CLASSES
+from leafattack.data.builtin import render_sign
+from leafattack.data.variations import (
     DEFAULT_CONFIG,
     VariantParams,
     VariationConfig,
@@ -24,6 +24,7 @@ from leafattack.variations import (
     random_variant_with_mask,
     sample_params,
 )
+from leafattack.errors import LeafattackError
 
 # Photometrically neutral: only geometry and compositing remain (JPEG at quality 100).
 NEUTRAL = VariationConfig(

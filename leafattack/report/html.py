@@ -38,6 +38,7 @@ from leafattack.report.figures import (
     fig_success_vs_size,
     require,
 )
+from leafattack.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -281,8 +282,6 @@ def _strongest_table(data: RunData) -> str:
 
 
 def _provenance(data: RunData) -> str:
-    import leafattack
-
     cfg = data.config
     versions = cfg.get("versions", {}) if isinstance(cfg.get("versions"), dict) else {}
     fps = cfg.get("fingerprints", {}) if isinstance(cfg.get("fingerprints"), dict) else {}
@@ -301,7 +300,7 @@ def _provenance(data: RunData) -> str:
         + "</tbody></table>"
     )
     ver_rows = [(f"{k} (run)", v) for k, v in versions.items()] + [
-        ("leafattack (report)", leafattack.__version__),
+        ("leafattack (report)", __version__),
         ("matplotlib (report)", matplotlib.__version__),
         ("pandas (report)", pd.__version__),
     ]

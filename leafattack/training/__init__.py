@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from leafattack.training.train import (
-    VALIDATION_SEED_OFFSET,
     EVALUATION_SEED_OFFSET,
+    VALIDATION_SEED_OFFSET,
+    EvalResult,
+    LeafPaster,
     TrainConfig,
     TrainResult,
-    variation_config,
-    resize_square,
-    LeafPaster,
-    leaf_paster,
-    train,
-    EvalResult,
     evaluate,
+    leaf_paster,
+    resize_square,
+    train,
+    variation_config,
 )
 
 __all__ = [

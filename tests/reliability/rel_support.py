@@ -143,8 +143,8 @@ import json, os, sys
 import torch
 torch.set_num_threads(1)
 import cv2, pandas, scipy.stats, tqdm.auto  # noqa: F401  (what the CLI imports lazily)
-import leafattack.analysis, leafattack.attack, leafattack.cli, leafattack.compose  # noqa: F401
-import leafattack.datasets, leafattack.edges, leafattack.leaves, leafattack.stats  # noqa: F401
+import leafattack.analysis, leafattack.api, leafattack.cli, leafattack.compose  # noqa: F401
+import leafattack.data, leafattack.engine, leafattack.leaves, leafattack.rundir  # noqa: F401
 import fixture_models, rel_support
 reply = sys.stdout
 sys.stdout = sys.stderr
@@ -336,9 +336,9 @@ def _hook_file_size_limit(limit: int) -> None:
 
 def _hook_pause_after(batches: int, go_file: str) -> None:
     """The local executor stops after ``batches`` batches until ``go_file`` exists."""
-    from leafattack import attack
+    from leafattack.engine import execute
 
-    real = attack.local_batches
+    real = execute.local_batches
 
     def paused(*args: Any) -> Iterator[tuple[int, bytes]]:
         for i, item in enumerate(real(*args)):
@@ -347,15 +347,15 @@ def _hook_pause_after(batches: int, go_file: str) -> None:
                     time.sleep(0.005)
             yield item
 
-    attack.local_batches = paused  # type: ignore[assignment]
+    execute.local_batches = paused  # type: ignore[assignment]
 
 
 def _hook_barrier_after_prepare(ready_file: str, go_file: str) -> None:
     """After loading its inputs the run touches ``ready_file`` and waits for ``go_file``, so
     that two runs reach their output directory at the same moment."""
-    from leafattack import attack
+    from leafattack import api
 
-    real = attack.prepare
+    real = api.prepare
 
     def synced(config: Any) -> Any:
         prep = real(config)
@@ -364,7 +364,7 @@ def _hook_barrier_after_prepare(ready_file: str, go_file: str) -> None:
             time.sleep(0.0005)
         return prep
 
-    attack.prepare = synced  # type: ignore[assignment]
+    api.prepare = synced  # type: ignore[assignment]
 
 
 def _hook_slow_fs(seconds: float) -> None:

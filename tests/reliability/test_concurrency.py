@@ -117,21 +117,23 @@ def test_holder_named_even_when_it_writes_its_pid_late(
 ) -> None:
     """A process that has just taken the lock has not written its pid yet: the refused run
     waits a moment for it instead of reporting an unknown holder."""
-    from leafattack import attack
+    from leafattack import api
+    from leafattack.config import RunConfig
+    from leafattack.engine.prepare import Prepared
 
     out = tmp_path / "late"
     out.mkdir()
     fd = os.open(out / "run.lock", os.O_RDWR | os.O_CREAT, 0o644)
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held, still empty
     late = threading.Timer(0.15, os.pwrite, (fd, b"pid 4242 on elsewhere\n", 0))
-    real_prepare = attack.prepare
+    real_prepare = api.prepare
 
-    def prepare_then_start_the_clock(config: attack.RunConfig) -> attack.Prepared:
+    def prepare_then_start_the_clock(config: RunConfig) -> Prepared:
         prep = real_prepare(config)
         late.start()  # the holder writes its pid 150 ms after the run reaches its lock
         return prep
 
-    monkeypatch.setattr(attack, "prepare", prepare_then_start_the_clock)
+    monkeypatch.setattr(api, "prepare", prepare_then_start_the_clock)
     try:
         code = main(run_args(out, signs4))
     finally:

@@ -21,10 +21,10 @@ from PIL import Image
 from rel_support import ROOT, assert_one_error_line, child_env, run_args
 
 from leafattack.cli import main
-from leafattack.datasets import load_signs
+from leafattack.data.sources import load_signs
 from leafattack.errors import LeafattackError
 from leafattack.imageio import MAX_PIXELS, read_any, read_rgb, read_rgba
-from leafattack.leaves import load_leaves
+from leafattack.leaves.library import load_leaves
 
 RNG = np.random.default_rng(3)
 PICTURE = RNG.integers(0, 256, (24, 32, 3), dtype=np.uint8)

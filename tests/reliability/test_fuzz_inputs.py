@@ -29,13 +29,15 @@ from hypothesis import strategies as st
 from PIL import Image
 from rel_support import assert_one_error_line, run_args
 
-from leafattack.attack import RunConfig, config_from_mapping, load_config
 from leafattack.cli import main
-from leafattack.datasets import SignSet, load_gtsrb, load_lisa, load_signs
+from leafattack.config import RunConfig, config_from_mapping, load_config
+from leafattack.data.signset import SignSet
+from leafattack.data.sources import load_gtsrb, load_lisa, load_signs
 from leafattack.errors import LeafattackError
 from leafattack.grid import parse_angles, parse_float_list, parse_positions
-from leafattack.leaves import load_leaves
-from leafattack.models import Classifier, load_model
+from leafattack.leaves.library import load_leaves
+from leafattack.models.classifier import Classifier
+from leafattack.models.loading import load_model
 
 T = TypeVar("T")
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")
@@ -406,7 +408,7 @@ def test_sign_manifest_is_valid_or_one_line_error(sandbox: Path, data: bytes) ->
 
 @st.composite
 def good_leaf_rows(draw: st.DrawFn) -> dict[str, str]:
-    from leafattack.leaves import FALL_COLOURS
+    from leafattack.leaves.colours import FALL_COLOURS
 
     files = [f"l{i}.png" for i in range(1, 7)]
     return {"file": draw(st.sampled_from(files) | st.just("opaque.png")),
@@ -532,7 +534,9 @@ def test_sign_source_spec_is_valid_or_one_line_error(sandbox: Path, spec: str) -
 @pytest.fixture(scope="module")
 def model_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real (tiny) checkpoint to mutate."""
-    from leafattack.models import Preprocess, build_model, save_checkpoint
+    from leafattack.models.architectures import build_model
+    from leafattack.models.classifier import Preprocess
+    from leafattack.models.loading import save_checkpoint
 
     folder = tmp_path_factory.mktemp("models")
     import torch

@@ -78,7 +78,7 @@ def test_death_half_way_through_a_trials_write(
     """The process dies after writing part of a batch's bytes, before progress.json moves."""
     out = tmp_path / "torn"
     args = run_args(out, signs4, BATCH)
-    child = zygote.spawn(args, hooks=[("die_in_write", "leafattack.attack", "trials.csv", nth,
+    child = zygote.spawn(args, hooks=[("die_in_write", "leafattack.rundir", "trials.csv", nth,
                                        fraction)])
     assert child.wait() == DIED_IN_HOOK, child.stderr
     progress = read_json(out / "progress.json")
@@ -161,7 +161,7 @@ def test_edges_death_half_way_through_a_write(
 ) -> None:
     rd = finished_run_copy
     child = zygote.spawn(edges_args(rd, EDGE_BATCH),
-                         hooks=[("die_in_write", "leafattack.analysis", "edges.csv", nth,
+                         hooks=[("die_in_write", "leafattack.rundir", "edges.csv", nth,
                                  fraction)])
     assert child.wait() == DIED_IN_HOOK, child.stderr
     progress = read_json(rd / "edges_progress.json")

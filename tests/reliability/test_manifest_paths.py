@@ -13,9 +13,9 @@ from PIL import Image
 from rel_support import assert_one_error_line, run_args
 
 from leafattack.cli import main
-from leafattack.datasets import load_gtsrb, load_lisa, load_signs
+from leafattack.data.sources import load_gtsrb, load_lisa, load_signs
 from leafattack.errors import LeafattackError
-from leafattack.leaves import load_leaves
+from leafattack.leaves.library import load_leaves
 
 LEAF = np.dstack([np.full((20, 14, 3), (180, 60, 20), np.uint8), np.full((20, 14), 255, np.uint8)])
 SIGN = np.full((16, 16, 3), 200, np.uint8)

@@ -18,8 +18,10 @@ import torch
 from rel_support import Reference, assert_one_error_line, run_args
 
 from leafattack.cli import main
-from leafattack.datasets import LISA_CLASSES
-from leafattack.models import Classifier, Preprocess, build_model, save_checkpoint
+from leafattack.data.signset import LISA_CLASSES
+from leafattack.models.architectures import build_model
+from leafattack.models.classifier import Classifier, Preprocess
+from leafattack.models.loading import save_checkpoint
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")
 
