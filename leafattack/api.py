@@ -103,10 +103,11 @@ def _run_locked(prep: Prepared, run_dir: Path) -> tuple[RunResult, TrialPlan]:
     try:
         write_atomic(run_dir / "config.toml", tomli_w.dumps(doc).encode())
         clean = clean_predictions(prep)
+        attackable = attack_mask(clean, prep.target_index)
+        clean["attacked"] = attackable
         write_atomic(run_dir / "clean.csv", csv_bytes(clean, header=True))
     except OSError as exc:
         raise disk_error(run_dir, exc) from None
-    attackable = attack_mask(clean, prep.target_index)
     skipped = clean.loc[~attackable]
     if len(skipped):
         log.info(

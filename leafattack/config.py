@@ -9,7 +9,7 @@ import json
 import math
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -295,31 +295,36 @@ def default_out(config: RunConfig) -> Path:
     return Path("results") / f"{stem or 'model'}-{digest}"
 
 
-SPEC_PREFIXES: tuple[str, ...] = ("folder", "gtsrb", "lisa", "torchscript")
-"""``prefix:PATH`` spec prefixes whose PATH is made absolute by :func:`absolute_paths`."""
+SIGN_PREFIXES: tuple[str, ...] = ("folder", "gtsrb", "lisa")
+"""``prefix:PATH`` sign source specs (see :func:`leafattack.data.load_signs`)."""
 
 
-def _absolute_spec(spec: str, keep: tuple[str, ...]) -> str:
+def absolute_spec(spec: str, prefixes: Sequence[str], keep: Sequence[str]) -> str:
+    """Make the path in a ``PATH`` or ``prefix:PATH`` spec absolute when it exists here.
+
+    Specs in ``keep`` and specs that are not existing paths (``pkg.mod:factory``) are
+    returned unchanged.
+    """
     if spec in keep:
         return spec
     prefix, sep, rest = spec.partition(":")
-    if sep and prefix in SPEC_PREFIXES and rest:
-        return f"{prefix}:{os.path.abspath(rest)}"
-    if sep and len(prefix) > 1 and not Path(spec).exists():
-        return spec  # a module:factory spec or an unknown prefix: left for the loader to judge
-    return os.path.abspath(spec)
+    if sep and prefix in prefixes and rest and Path(rest).exists():
+        return f"{prefix}:{Path(rest).absolute()}"
+    if Path(spec).exists():
+        return str(Path(spec).absolute())
+    return spec
 
 
 def absolute_paths(config: RunConfig) -> RunConfig:
     """``config`` with the paths in its sign, leaf and model specs made absolute.
 
     A run directory records these, so that it can be analysed and reported from any
-    working directory. ``builtin``, ``default`` and ``package.module:factory`` specs are
-    kept as they are.
+    working directory, and Ray workers may run in another directory than the driver.
+    ``builtin``, ``default`` and ``package.module:factory`` specs are kept as they are.
     """
     return dataclasses.replace(
         config,
-        signs=_absolute_spec(config.signs, ("builtin",)),
-        leaves=_absolute_spec(config.leaves, ("builtin",)),
-        model=_absolute_spec(config.model, ("default",)),
+        signs=absolute_spec(config.signs, SIGN_PREFIXES, keep=("builtin",)),
+        leaves=absolute_spec(config.leaves, (), keep=("builtin",)),
+        model=absolute_spec(config.model, ("torchscript",), keep=("default",)),
     )

@@ -70,7 +70,8 @@ CLEAN_COLUMNS: Final[dict[str, str]] = {
     "pred_name": "string",
     "pred_conf": "float64",
     "true_conf": "float64",
-    "correct": "bool",  # clean prediction equals the true label; only these signs are attacked
+    "correct": "bool",  # clean prediction equals the true label
+    "attacked": "bool",  # correct, and (targeted runs) not already of the target class
 }
 
 SUMMARY_COLUMNS: Final[dict[str, str]] = {

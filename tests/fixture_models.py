@@ -73,3 +73,46 @@ class NaNModel(nn.Module):
 
 def nan_model() -> tuple[nn.Module, dict[str, Any]]:
     return NaNModel(), dict(META)
+
+
+class RaisingModel(nn.Module):
+    """Raises a RuntimeError on every batch, as a broken user model would."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied (simulated)")
+
+
+def raising() -> tuple[nn.Module, dict[str, Any]]:
+    return RaisingModel(), dict(META)
+
+
+class SmallMemoryModel(TemplateModel):
+    """The template model on a device that runs out of memory above 8 images a batch."""
+
+    calls: list[int]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls.append(int(x.shape[0]))
+        if x.shape[0] > 8:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return super().forward(x)
+
+
+SMALL_MEMORY_CALLS: list[int] = []
+"""Batch sizes that :func:`small_memory`'s model saw, in order (for the tests)."""
+
+
+def small_memory() -> tuple[nn.Module, dict[str, Any]]:
+    model = SmallMemoryModel(_templates())
+    model.calls = SMALL_MEMORY_CALLS
+    return model, dict(META)
+
+
+SLASHED = "stop/halt"
+"""A class name with a slash, as GTSRB's "Speed limit (20km/h)" has."""
+
+
+def template_slashed() -> tuple[nn.Module, dict[str, Any]]:
+    """The template model with the class ``stop`` named :data:`SLASHED`."""
+    names = [SLASHED if n == "stop" else n for n in LISA_CLASSES]
+    return TemplateModel(_templates()), {**META, "class_names": names}

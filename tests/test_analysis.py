@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 import cv2
@@ -21,10 +20,14 @@ from leafattack.config import RunConfig
 from leafattack.errors import LeafattackError
 from leafattack.grid import GridSpec
 
-TESTS = Path(__file__).resolve().parent
-sys.path.insert(0, str(TESTS))
+SIGNS4: Path = Path("unset")
 
-from test_attack import four_signs_folder  # noqa: E402
+
+@pytest.fixture(autouse=True, scope="module")
+def _four_signs(signs4: Path) -> None:
+    """The session's four-sign folder, for :func:`config`."""
+    global SIGNS4
+    SIGNS4 = signs4
 
 GRID = GridSpec(species=("maple", "poplar"), sizes=(0.3, 0.6), angles=(0.0, 120.0),
                 positions=(3, 3))
@@ -32,7 +35,7 @@ GRID = GridSpec(species=("maple", "poplar"), sizes=(0.3, 0.6), angles=(0.0, 120.
 
 def config(out: Path, **kw: object) -> RunConfig:
     base = dict(model="fixture_models:template", out=str(out), grid=GRID,
-                signs=str(four_signs_folder()), quiet=True, batch_size=64, device="cpu")
+                signs=str(SIGNS4), quiet=True, batch_size=64, device="cpu")
     base.update(kw)
     return RunConfig(**base)  # type: ignore[arg-type]
 
@@ -83,7 +86,7 @@ def test_metrics_match_a_per_trial_reference(analysed: Path) -> None:
     from leafattack.engine.prepare import open_run
 
     prep, _ = open_run(analysed, device="cpu")
-    signs = load_signs(str(four_signs_folder()))
+    signs = load_signs(str(SIGNS4))
     variants = {(v.leaf_id, v.colour): v.rgba for v in prep.variants}
     trials = pd.read_csv(analysed / "trials.csv").sample(12, random_state=1)
     edges = pd.read_csv(analysed / "edges.csv").set_index("trial_id")

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import atexit
-import functools
 import json
 import math
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -34,37 +30,25 @@ from leafattack.rundir import run_lock
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
-sys.path.insert(0, str(TESTS))
 
 SMALL = GridSpec(
     species=("maple", "oak"), sizes=(0.3, 0.5), angles=(0.0, 90.0), positions=(3, 3)
 )
 
 
-FOUR_SIGNS = ("speedLimit30", "speedLimit35", "stop", "yield")
+SIGNS4: Path = Path("unset")
 
 
-@functools.cache
-def four_signs_folder() -> Path:
-    """A manifest folder with four built-in signs and their masks (two are fragile)."""
-    from leafattack.data.builtin import render_sign
-    from leafattack.imageio import write_png
-
-    folder = Path(tempfile.mkdtemp(prefix="leafattack-signs-"))
-    atexit.register(shutil.rmtree, folder, True)
-    rows = ["file,mask,name"]
-    for name in FOUR_SIGNS:
-        img, mask = render_sign(name)
-        write_png(folder / f"{name}.png", img)
-        write_png(folder / f"{name}_mask.png", mask)
-        rows.append(f"{name}.png,{name}_mask.png,{name}")
-    (folder / "manifest.csv").write_text("\n".join(rows) + "\n")
-    return folder
+@pytest.fixture(autouse=True, scope="module")
+def _four_signs(signs4: Path) -> None:
+    """The session's four-sign folder, for :func:`small_config`."""
+    global SIGNS4
+    SIGNS4 = signs4
 
 
 def small_config(out: Path, **kw: object) -> RunConfig:
     base = dict(model="fixture_models:template", out=str(out), grid=SMALL,
-                signs=str(four_signs_folder()), quiet=True, batch_size=64, device="cpu")
+                signs=str(SIGNS4), quiet=True, batch_size=64, device="cpu")
     base.update(kw)
     return RunConfig(**base)  # type: ignore[arg-type]
 
@@ -83,9 +67,11 @@ def test_run_directory_is_complete(small_run: leafattack.RunResult) -> None:
     clean = pd.read_csv(rd / "clean.csv")
     assert list(clean.columns) == list(schema.CLEAN_COLUMNS)
     assert len(clean) == 4 and clean["correct"].all()
-    assert set(clean["true_name"]) == set(FOUR_SIGNS)
-    # 4 signs x (2 species x 3 shipped leaves each) x 2 sizes x 2 angles x 9 positions
-    n_leaves = trials["leaf_id"].nunique()
+    assert set(clean["true_name"]) == {"speedLimit30", "speedLimit35", "stop", "yield"}
+    # 4 signs x (maple and oak leaves of the shipped library) x 2 sizes x 2 angles x 9 cells
+    manifest = pd.read_csv(ROOT / "leafattack" / "assets" / "leaves" / "manifest.csv")
+    n_leaves = int(manifest["species"].isin(["maple", "oak"]).sum())
+    assert n_leaves == 6  # 2 species x 3 colours, as the README says
     assert set(trials["species"]) == {"maple", "oak"}
     assert len(trials) == 4 * n_leaves * 2 * 2 * 9
     assert trials["trial_id"].is_monotonic_increasing and trials["trial_id"].is_unique
@@ -139,7 +125,7 @@ def test_engine_agrees_with_per_trial_reference(small_run: leafattack.RunResult)
     from leafattack.data.sources import load_signs
 
     clf = load_model("fixture_models:template")
-    signs = load_signs(str(four_signs_folder()))
+    signs = load_signs(str(SIGNS4))
     prep, _ = open_run(small_run.run_dir, device="cpu")
     variants = {(v.leaf_id, v.colour): v.rgba for v in prep.variants}
     t = small_run.trials.sample(25, random_state=0)
@@ -297,7 +283,7 @@ def test_kill_and_resume_is_byte_identical(tmp_path: Path) -> None:
     out = tmp_path / "killed"
     args = ["run", "--model", "fixture_models:template", "--out", str(out), "--quiet",
             "--species", "maple,oak", "--sizes", "0.3,0.5", "--angles", "0,90",
-            "--positions", "3x3", "--signs", str(four_signs_folder()), "--batch-size", "16",
+            "--positions", "3x3", "--signs", str(SIGNS4), "--batch-size", "16",
             "--device", "cpu"]
     env = {**os.environ, "PYTHONPATH": str(TESTS)}
     kills = 0

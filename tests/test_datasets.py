@@ -24,6 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+import leafattack.data.sources as sources
 from leafattack.data.signset import GTSRB_CLASSES, LISA_CLASSES, SignSet, fingerprint, subset
 from leafattack.data.sources import load_builtin, load_folder, load_gtsrb, load_lisa, load_signs
 from leafattack.errors import LeafattackError
@@ -575,8 +576,7 @@ def test_builtin_repo_signs() -> None:
 def test_builtin_rendered_when_folder_missing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pytest.importorskip("leafattack.data.builtin", reason="leafattack.signs not written yet")
-    monkeypatch.setattr(datasets, "_BUILTIN_DIR", tmp_path / "absent")
+    monkeypatch.setattr(sources, "_BUILTIN_DIR", tmp_path / "absent")
     signs = load_builtin(size=40)
     assert len(signs) == 16 and signs.class_names == LISA_CLASSES
     assert all(img.shape == (40, 40, 3) for img in signs.images)
@@ -613,7 +613,7 @@ def test_builtin_reads_folder_and_rerenders(
         rows.append(f"{name}.png,{name}_mask.png,{i},{name}")
     write_manifest(tmp_path, "file,mask,label,name", rows)
     calls: list[int] = []
-    monkeypatch.setattr(datasets, "_BUILTIN_DIR", tmp_path)
+    monkeypatch.setattr(sources, "_BUILTIN_DIR", tmp_path)
     monkeypatch.setitem(sys.modules, "leafattack.data.builtin", fake_render(calls))
 
     signs = load_builtin()
@@ -625,7 +625,7 @@ def test_builtin_reads_folder_and_rerenders(
     assert resized.source == "builtin"
     assert load_signs("builtin").files == signs.files
 
-    monkeypatch.setattr(datasets, "_BUILTIN_DIR", tmp_path / "absent")
+    monkeypatch.setattr(sources, "_BUILTIN_DIR", tmp_path / "absent")
     assert load_builtin().images[0].shape == (128, 128, 3) and calls == [48, 128]
     with pytest.raises(LeafattackError, match=r"size = 0 \(expected an integer >= 1\)"):
         load_builtin(size=0)

@@ -30,9 +30,12 @@ import pytest
 ray = pytest.importorskip("ray", reason="Ray is not installed (uv sync --extra ray)")
 
 from leafattack.api import run  # noqa: E402
-from leafattack.config import RunConfig
-from leafattack.engine.distributed import CRASH_FLAG_ENV, _absolute_spec, chunk_bounds, ray_batches
-from leafattack.engine.prepare import open_run
+from leafattack.config import (  # noqa: E402
+    RunConfig,  # noqa: E402
+    absolute_spec,  # noqa: E402
+)
+from leafattack.engine.distributed import CRASH_FLAG_ENV, chunk_bounds, ray_batches  # noqa: E402
+from leafattack.engine.prepare import open_run  # noqa: E402
 from leafattack.errors import LeafattackError  # noqa: E402
 from leafattack.grid import GridSpec  # noqa: E402
 
@@ -97,12 +100,12 @@ def test_paths_in_specs_become_absolute(tmp_path: Path, monkeypatch: pytest.Monk
     (tmp_path / "m.pt").write_bytes(b"")
     monkeypatch.chdir(tmp_path)
     prefixes = ("folder", "gtsrb", "lisa")
-    assert _absolute_spec("gtsrb:signs", prefixes, ("builtin",)) == f"gtsrb:{tmp_path}/signs"
-    assert _absolute_spec("signs", prefixes, ("builtin",)) == f"{tmp_path}/signs"
-    ts = _absolute_spec("torchscript:m.pt", ("torchscript",), ())
+    assert absolute_spec("gtsrb:signs", prefixes, ("builtin",)) == f"gtsrb:{tmp_path}/signs"
+    assert absolute_spec("signs", prefixes, ("builtin",)) == f"{tmp_path}/signs"
+    ts = absolute_spec("torchscript:m.pt", ("torchscript",), ())
     assert ts == f"torchscript:{tmp_path}/m.pt"
-    assert _absolute_spec("builtin", prefixes, ("builtin",)) == "builtin"
-    assert _absolute_spec("fixture_models:template", (), ()) == "fixture_models:template"
+    assert absolute_spec("builtin", prefixes, ("builtin",)) == "builtin"
+    assert absolute_spec("fixture_models:template", (), ()) == "fixture_models:template"
 
 
 def test_unreachable_address_fails_fast(tmp_path: Path) -> None:

@@ -16,9 +16,9 @@ from leafattack.imageio import write_png
 
 def safe_name(text: str) -> str:
     """``text`` as one flat, portable file-name part: runs of characters other than ASCII
-    letters, digits, ``.``, ``_`` and ``-`` become ``_`` (``"Speed limit (20km/h)"`` ->
-    ``"Speed_limit_20km_h"``); never empty, never ``.`` or ``..``."""
-    out = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_.")
+    letters, digits, ``_`` and ``-`` become ``_`` (``"Speed limit (20km/h)"`` ->
+    ``"Speed_limit_20km_h"``); never empty, and no ``.``, so never ``..``."""
+    out = re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_")
     return out or "sign"
 
 

@@ -38,7 +38,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -46,6 +46,7 @@ import numpy as np
 from leafattack.data.signset import GTSRB_CLASSES, LISA_CLASSES, SignSet, short_list
 from leafattack.errors import LeafattackError
 from leafattack.imageio import IMAGE_SUFFIXES, read_rgb
+from leafattack.paths import resolve_inside
 
 logger = logging.getLogger(__name__)
 
@@ -97,38 +98,6 @@ _GTSRB_CLASS_DIR = re.compile(r"^\d{5}$")
 def _rel(path: Path, root: Path) -> str:
     """``path`` relative to ``root`` as a POSIX string (both unresolved)."""
     return PurePosixPath(os.path.relpath(path, root).replace(os.sep, "/")).as_posix()
-
-
-def _inside(root: Path, rel: str, where: str) -> Path:
-    """Join ``root`` and the relative path ``rel``, refusing anything that leaves ``root``.
-
-    Absolute paths, drive letters, ``..`` escapes and symlinks that resolve outside
-    ``root`` raise a :class:`LeafattackError` that names ``where`` (the file and line
-    the path came from).
-    """
-    text = rel.strip()
-    if not text:
-        raise LeafattackError(f"{where}: empty path (expected a path relative to {root})")
-    if "\0" in text:  # os calls raise ValueError on it
-        raise LeafattackError(f"{where}: path {text!r} contains a NUL character")
-    if (
-        os.path.isabs(text)
-        or PurePosixPath(text).is_absolute()
-        or PureWindowsPath(text).drive
-        or PureWindowsPath(text).root
-    ):
-        raise LeafattackError(
-            f"{where}: absolute path {text!r} refused (expected a path relative to {root})"
-        )
-    joined = root / text
-    root_real = root.resolve()
-    real = joined.resolve()
-    if not real.is_relative_to(root_real):
-        raise LeafattackError(
-            f"{where}: path {text!r} resolves to {real}, outside {root} "
-            "(expected a path inside the dataset folder)"
-        )
-    return Path(os.path.normpath(joined))
 
 
 def _read_table(
@@ -274,8 +243,9 @@ def load_folder(
           optional ``label`` (int, checked against ``name``) and optional ``mask``
           (0/255 mask image path relative to ``root``; rows that leave it empty get
           an all-True mask). Rows keep the manifest order. Paths must stay inside
-          ``root``: absolute paths, ``..`` escapes and symlinks that resolve outside
-          are refused.
+          ``root`` (:func:`leafattack.paths.resolve_inside`): absolute paths, ``..``
+          that climbs above ``root`` and symlinks that resolve outside are refused;
+          ``sub/../x.png`` is read as ``x.png``.
         * ``root/<class_name>/*`` with image suffixes ``.png .jpg .jpeg .ppm``
           (and ``.pgm .bmp .tif .tiff``), matched case-insensitively. Classes and
           files are sorted by name (Python string order), hidden entries and
@@ -393,7 +363,7 @@ def _load_manifest(root: Path, known: tuple[str, ...] | None) -> SignSet:
     rel_files: list[str] = []
     labels: list[int] = []
     for w, (_, row), name in zip(where, rows, names_col, strict=True):
-        file = _inside(root, row["file"], w)
+        file = resolve_inside(root, row["file"], w)
         image = read_rgb(file)
         images.append(image)
         rel = _rel(file, root)
@@ -401,7 +371,8 @@ def _load_manifest(root: Path, known: tuple[str, ...] | None) -> SignSet:
         labels.append(index[name])
         if has_mask:
             if row["mask"]:
-                masks.append(_read_mask(_inside(root, row["mask"], w), image.shape[:2], rel))
+                mask_file = resolve_inside(root, row["mask"], w)
+                masks.append(_read_mask(mask_file, image.shape[:2], rel))
             else:
                 masks.append(np.ones(image.shape[:2], dtype=bool))
     return _make_set(images, labels, names, rel_files, str(root), masks if has_mask else None)
@@ -612,7 +583,7 @@ def _gtsrb_rows(csv_path: Path, image_dir: Path) -> list[_GtsrbRow]:
     for line, row in rows:
         name = row["Filename"]
         where = f"{csv_path} line {line} ({name})"
-        image = _inside(image_dir, name, where)
+        image = resolve_inside(image_dir, name, where)
         width, height, x1, y1, x2, y2, label = (_int(row[c], c, where) for c in GTSRB_COLUMNS[1:])
         if width < 1 or height < 1:
             raise LeafattackError(
@@ -708,7 +679,7 @@ def load_lisa(root: str | os.PathLike[str], *, annotations: str = "allAnnotation
         unreadable image, or no row with a known tag.
     """
     path = _root_dir(root, "a LISA folder with allAnnotations.csv")
-    table = _inside(path, annotations, f"{path}: annotations")
+    table = resolve_inside(path, annotations, f"{path}: annotations")
     rows = _read_table(table, delimiter=";", required=LISA_COLUMNS, expected=_LISA_HEADER)
     index = {name: i for i, name in enumerate(LISA_CLASSES)}
     skipped: Counter[str] = Counter()
@@ -722,7 +693,7 @@ def load_lisa(root: str | os.PathLike[str], *, annotations: str = "allAnnotation
             skipped[tag] += 1
             continue
         where = f"{table} line {line} ({row['Filename']})"
-        file = _inside(table.parent, row["Filename"], where)
+        file = resolve_inside(table.parent, row["Filename"], where)
         if not file.resolve().is_relative_to(path.resolve()):
             raise LeafattackError(
                 f"{where}: path resolves outside {path} (expected a path inside the dataset folder)"

@@ -33,15 +33,13 @@ import logging
 import os
 import socket
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import ray
 import ray.exceptions
 
-from leafattack.config import RunConfig
-from leafattack.data.sources import SIGN_LOADERS
+from leafattack.config import RunConfig, absolute_paths
 from leafattack.engine.evaluate import batch_bounds, evaluate_range
 from leafattack.engine.prepare import Prepared, build_plan, prepare
 from leafattack.errors import LeafattackError
@@ -286,32 +284,13 @@ def _check_resources(config: RunConfig, local: bool) -> None:
 def _node_config(config: RunConfig) -> RunConfig:
     """The config an actor prepares: local executor, quiet, paths absolute."""
     return dataclasses.replace(
-        config,
+        absolute_paths(config),
         executor="local",
         quiet=True,
         address=None,
         edges=False,
         report=False,
-        signs=_absolute_spec(config.signs, tuple(SIGN_LOADERS), keep=("builtin",)),
-        leaves=_absolute_spec(config.leaves, (), keep=("builtin",)),
-        model=_absolute_spec(config.model, ("torchscript",), keep=("default",)),
     )
-
-
-def _absolute_spec(spec: str, prefixes: Sequence[str], keep: Sequence[str]) -> str:
-    """Make the path in a ``PATH`` or ``prefix:PATH`` spec absolute when it exists here.
-
-    Workers may run in another directory than the driver; specs that are not paths
-    (``builtin``, ``pkg.mod:factory``) are returned unchanged.
-    """
-    if spec in keep:
-        return spec
-    prefix, sep, rest = spec.partition(":")
-    if sep and prefix in prefixes and rest and Path(rest).exists():
-        return f"{prefix}:{Path(rest).absolute()}"
-    if Path(spec).exists():
-        return str(Path(spec).absolute())
-    return spec
 
 
 def _start_actors(prep: Prepared, plan: TrialPlan) -> list[Any]:

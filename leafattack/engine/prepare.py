@@ -110,8 +110,8 @@ def load_leaf_variants(config: RunConfig) -> tuple[LeafVariant, ...]:
     Colour levels: ``natural`` keeps every leaf as shipped (its ``colour`` is the shipped
     one); a fall colour C recolours every leaf into C with
     :func:`~leafattack.leaves.recolour`, a leaf shipped in C included, so that one level
-    is one colouring method. A recoloured variant's id is ``<leaf id>@C``; repeated
-    levels are dropped, so no two variants are the same.
+    is one colouring method. A recoloured variant's id is ``<leaf id>@C``, so no two
+    variants are the same (a grid refuses repeated levels).
     """
     folder = builtin_leaves_dir() if config.leaves == "builtin" else Path(config.leaves)
     library = load_leaves(folder)
@@ -124,10 +124,9 @@ def load_leaf_variants(config: RunConfig) -> tuple[LeafVariant, ...]:
             raise LeafattackError(
                 f"unknown colour {c!r} (expected {NATURAL} or one of {', '.join(FALL_COLOURS)})"
             )
-    levels = list(dict.fromkeys(g.colours))
     out = []
     for leaf in chosen:
-        for c in levels:
+        for c in g.colours:
             if c == NATURAL:
                 out.append(LeafVariant(leaf.leaf_id, leaf.species, leaf.colour, leaf.rgba))
             else:

@@ -3,41 +3,40 @@
 from __future__ import annotations
 
 from leafattack.leaves.colours import (
-    FALL_COLOURS,
-    LIBRARY_COLOURS,
     NATURAL,
-    PALETTES,
     RGB,
     Palette,
+    PALETTES,
+    FALL_COLOURS,
+    LIBRARY_COLOURS,
 )
 from leafattack.leaves.leaf import (
     Leaf,
-    bleed_colours,
-    composite,
-    crop_to_alpha,
     fill_holes,
+    bleed_colours,
+    crop_to_alpha,
+    composite,
     fit_into,
-)
-from leafattack.leaves.library import (
-    MANIFEST_COLUMNS,
-    MANIFEST_NAME,
-    append_to_manifest,
-    builtin_leaves_dir,
-    contact_sheet,
-    load_leaves,
-    select_leaves,
-    write_leaf_library,
 )
 from leafattack.leaves.recolour import (
     check_colour,
-    recolour,
 )
 from leafattack.leaves.species import (
-    LIBRARY_SPECIES,
-    SPECIES,
     ShapeFn,
+    SPECIES,
+    LIBRARY_SPECIES,
     check_species,
     generate_leaf,
+)
+from leafattack.leaves.library import (
+    MANIFEST_NAME,
+    MANIFEST_COLUMNS,
+    builtin_leaves_dir,
+    append_to_manifest,
+    load_leaves,
+    select_leaves,
+    write_leaf_library,
+    contact_sheet,
 )
 
 __all__ = [
@@ -65,7 +64,6 @@ __all__ = [
     "fit_into",
     "generate_leaf",
     "load_leaves",
-    "recolour",
     "select_leaves",
     "write_leaf_library",
 ]

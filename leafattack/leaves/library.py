@@ -19,6 +19,7 @@ from leafattack.leaves.colours import FALL_COLOURS, LIBRARY_COLOURS, NATURAL, RG
 from leafattack.leaves.leaf import Leaf, composite, fit_into
 from leafattack.leaves.recolour import check_colour
 from leafattack.leaves.species import LIBRARY_SPECIES, check_species, generate_leaf
+from leafattack.paths import resolve_inside
 
 MANIFEST_NAME = "manifest.csv"
 
@@ -90,25 +91,6 @@ def append_to_manifest(folder: str | Path, entries: Sequence[tuple[str, str, str
     _write_manifest(path, list(rows.values()))
 
 
-def _inside(folder: Path, rel: str, manifest: Path, line: int) -> Path:
-    """Resolve a manifest ``file`` entry, refusing paths that leave the folder."""
-    if "\0" in rel:  # os calls raise ValueError on it
-        raise LeafattackError(f"{manifest}, line {line}: file {rel!r} contains a NUL character")
-    p = Path(rel)
-    if p.is_absolute() or rel.startswith(("/", "\\")) or ".." in p.parts or ".." in rel.split("\\"):
-        raise LeafattackError(
-            f"{manifest}, line {line}: file {rel!r} escapes the leaf folder "
-            f"(expected a relative path inside {folder})"
-        )
-    full = folder / p
-    if not full.resolve().is_relative_to(folder.resolve()):
-        raise LeafattackError(
-            f"{manifest}, line {line}: file {rel!r} links outside the leaf folder "
-            f"(expected a file inside {folder})"
-        )
-    return full
-
-
 def load_leaves(folder: str | Path) -> tuple[Leaf, ...]:
     """Read a leaf folder: ``manifest.csv`` (file,species,colour,source) + RGBA PNGs.
 
@@ -118,8 +100,10 @@ def load_leaves(folder: str | Path) -> tuple[Leaf, ...]:
         LeafattackError: with a one-line message naming the folder, the manifest (and
             line) or the image: folder or manifest missing, missing columns, no rows,
             empty fields, an unknown colour, duplicate ids, a path escaping the folder
-            (absolute, ``..``, or a symlink to outside), an unreadable image, an image
-            without alpha or with an empty alpha.
+            (absolute, ``..`` climbing above it, or a symlink to outside; see
+            :func:`leafattack.paths.resolve_inside`, which reads ``sub/../x.png`` as
+            ``x.png``), an unreadable image, an image without alpha or with an empty
+            alpha.
     """
     folder = Path(folder)
     if not folder.exists():
@@ -150,7 +134,7 @@ def load_leaves(folder: str | Path) -> tuple[Leaf, ...]:
                 f"{manifest}, line {line}: unknown colour {colour!r} "
                 f"(expected one of {', '.join([*FALL_COLOURS, NATURAL])})"
             )
-        path = _inside(folder, rel, manifest, line)
+        path = resolve_inside(folder, rel, f"{manifest}, line {line}")
         leaf_id = path.stem
         if leaf_id in seen:
             raise LeafattackError(

@@ -42,6 +42,7 @@ from matplotlib.patches import Rectangle
 from matplotlib.projections.polar import PolarAxes
 from matplotlib.ticker import PercentFormatter
 
+from leafattack.analysis.edges import EdgeConfig, canny_batch
 from leafattack.analysis.summary import rate_by
 from leafattack.errors import LeafattackError
 
@@ -641,22 +642,11 @@ def fig_edge_distributions(trials: pd.DataFrame, edges: pd.DataFrame) -> Figure:
 
 
 
-def canny_images(images: np.ndarray) -> np.ndarray:
-    """Canny edge maps of uint8 (N, H, W, 3) RGB images as bool (N, H, W).
-
-    Uses :func:`leafattack.edges.canny_batch` with its default :class:`EdgeConfig`,
-    or ``cv2.Canny(gray, 50, 150)`` when that is unavailable.
-    """
+def canny_images(images: np.ndarray, config: EdgeConfig | None = None) -> np.ndarray:
+    """Canny edge maps of uint8 (N, H, W, 3) RGB images as bool (N, R, R) (R: the config's
+    resolution, or H when it is None), by :func:`~leafattack.analysis.edges.canny_batch`."""
     arr = np.ascontiguousarray(images, dtype=np.uint8)
-    try:
-        from leafattack.analysis.edges import EdgeConfig, canny_batch
-
-        return np.asarray(canny_batch(arr, EdgeConfig()), dtype=bool)
-    except (ImportError, AttributeError):  # pragma: no cover - fallback for partial installs
-        import cv2
-
-        out = [cv2.Canny(cv2.cvtColor(im, cv2.COLOR_RGB2GRAY), 50, 150) > 0 for im in arr]
-        return np.stack(out) if out else np.zeros(arr.shape[:3], dtype=bool)
+    return np.asarray(canny_batch(arr, config or EdgeConfig()), dtype=bool)
 
 
 def fig_gallery(
@@ -664,6 +654,7 @@ def fig_gallery(
     clean_images: np.ndarray,
     attacked_images: np.ndarray,
     clean_conf: Sequence[float] | None = None,
+    edge_config: EdgeConfig | None = None,
 ) -> Figure:
     """The strongest attacks: clean | attacked | Canny clean | Canny attacked.
 
@@ -673,6 +664,7 @@ def fig_gallery(
         clean_images: uint8 (N, H, W, 3), the clean sign of each row.
         attacked_images: uint8 (N, H, W, 3), the recomposed attacked image of each row.
         clean_conf: per row, the true-class probability without the leaf (optional).
+        edge_config: the Canny settings of the edge maps (default: EdgeConfig()).
 
     Returns:
         The figure: two attacks per row of panels, each labelled with
@@ -689,8 +681,8 @@ def fig_gallery(
             f"gallery: {n} rows but {len(clean_images)} clean and {len(attacked_images)} "
             "attacked images"
         )
-    edges_clean = canny_images(clean_images)
-    edges_attacked = canny_images(attacked_images)
+    edges_clean = canny_images(clean_images, edge_config)
+    edges_attacked = canny_images(attacked_images, edge_config)
     per_row = 2 if n > 1 else 1
     nrows = math.ceil(n / per_row)
     fig = Figure(figsize=(6.2 * per_row, 2.25 * nrows + 0.5), layout="constrained")

@@ -19,6 +19,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from leafattack import schema
+from leafattack.analysis.edges import EdgeConfig
 from leafattack.analysis.summary import STRONGEST_RULES, rate_by, strongest
 from leafattack.engine.evaluate import recompose
 from leafattack.engine.prepare import Prepared, open_run
@@ -398,16 +399,49 @@ def _gallery(
             f"re-created ({esc(reason)}).</p>"
         )
     gallery_clean, gallery_attacked = clean, attacked
+    edge_config, source = gallery_edge_config(data.run_dir)
     fig_html = figs.add(
-        "gallery", lambda: fig_gallery(rows, gallery_clean, gallery_attacked, clean_conf)
+        "gallery",
+        lambda: fig_gallery(rows, gallery_clean, gallery_attacked, clean_conf, edge_config),
     )
+    rule = STRONGEST_RULES.get(str(rows["rule"].iloc[0]), "") if "rule" in rows else ""
     return (
-        f"<p>The {len(rows)} attacks with the lowest true-class probability (one per sign, "
-        f"at most {GALLERY_MAX}), recomposed from their trial ids. Canny edge maps "
-        "(OpenCV, 3\u00d73 Gaussian blur, thresholds 50/150) at the sign resolution.</p>"
-        + note
-        + fig_html
+        f'<p>The {len(rows)} strongest attacks ({esc(rule or "lowest true-class probability")}'
+        f"; one per sign, at most {GALLERY_MAX}), recomposed from their trial ids. "
+        f'<span id="gallery-canny">Canny edge maps: {esc(describe_edge_config(edge_config))}'
+        f" ({esc(source)}).</span></p>" + note + fig_html
     )
+
+
+def gallery_edge_config(run_dir: Path) -> tuple[EdgeConfig, str]:
+    """The Canny settings of the run's edge analysis (``edges_progress.json``), or the
+    defaults at the sign resolution when the run has none; with where they came from."""
+    settings = read_json(run_dir / "edges_progress.json").get("config")
+    if isinstance(settings, dict):
+        try:
+            return EdgeConfig(**settings), "the settings of this run's edge analysis"
+        except (TypeError, ValueError, LeafattackError):
+            log.warning("edges_progress.json holds unusable Canny settings; using the defaults")
+    return EdgeConfig(), "defaults; this run has no edge analysis"
+
+
+def describe_edge_config(cfg: EdgeConfig) -> str:
+    """One phrase naming every setting that shapes the edge maps."""
+    if cfg.auto:
+        thresholds = f"automatic thresholds (blurred median \u00b1 {cfg.sigma:g})"
+    else:
+        thresholds = f"thresholds {cfg.low:g}/{cfg.high:g}"
+    blur = (
+        f"{cfg.blur_ksize}\u00d7{cfg.blur_ksize} Gaussian blur (sigma {cfg.blur_sigma:g})"
+        if cfg.blur_ksize > 1
+        else "no blur"
+    )
+    where = (
+        f"at {cfg.resolution}\u00d7{cfg.resolution} px"
+        if cfg.resolution
+        else "at the sign resolution"
+    )
+    return f"OpenCV Canny, {thresholds}, {blur}, {where}"
 
 
 def _edges_section(data: RunData, figs: _Figures) -> str:

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from leafattack.training.train import (
-    EVALUATION_SEED_OFFSET,
     VALIDATION_SEED_OFFSET,
-    EvalResult,
-    LeafPaster,
+    EVALUATION_SEED_OFFSET,
     TrainConfig,
     TrainResult,
-    evaluate,
-    leaf_paster,
-    resize_square,
-    train,
     variation_config,
+    resize_square,
+    LeafPaster,
+    leaf_paster,
+    EvalResult,
+    evaluate,
 )
 
 __all__ = [
@@ -26,6 +25,5 @@ __all__ = [
     "evaluate",
     "leaf_paster",
     "resize_square",
-    "train",
     "variation_config",
 ]

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 REL = Path(__file__).resolve().parent
-for _p in (REL, REL.parent):  # rel_support, rel_models; fixture_models, test_attack
+for _p in (REL, REL.parent):  # rel_support, rel_models; fixture_models
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
@@ -27,14 +27,6 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="session")
-def signs4() -> Path:
-    """Four built-in signs with masks, as a manifest folder (two of them are fragile)."""
-    from test_attack import four_signs_folder
-
-    return four_signs_folder()
 
 
 @pytest.fixture(scope="session")
