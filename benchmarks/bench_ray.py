@@ -44,7 +44,7 @@ import leafattack
 from leafattack.config import RunConfig, config_from_mapping
 from leafattack.engine.distributed import _stream, chunk_bounds, ray_batches
 from leafattack.engine.evaluate import clean_predictions, local_batches
-from leafattack.engine.prepare import Prepared, build_plan, prepare
+from leafattack.engine.preparation import Prepared, build_plan, prepare
 from leafattack.grid import TrialPlan
 
 

@@ -1,6 +1,7 @@
 """The public API: ``run(config) -> RunResult`` runs (or resumes) a grid-search leaf attack.
 
-The CLI is a thin shell over these functions. The hot path is batched end to end: a batch of trial ids is decoded into parameter
+The CLI is a thin shell over these functions. The hot path is batched end to end: a batch
+of trial ids is decoded into parameter
 arrays (:class:`~leafattack.grid.TrialPlan`), composited on the device
 (:func:`~leafattack.compose.composite`), classified, judged by the criterion, and appended
 to ``trials.csv``. A small ``progress.json`` records how many rows and bytes of
@@ -25,7 +26,7 @@ from leafattack.analysis.summary import strongest, summarise
 from leafattack.config import RunConfig, default_out
 from leafattack.engine.evaluate import clean_predictions
 from leafattack.engine.execute import execute_trials
-from leafattack.engine.prepare import Prepared, attack_mask, build_plan, prepare
+from leafattack.engine.preparation import Prepared, attack_mask, build_plan, prepare
 from leafattack.errors import LeafattackError
 from leafattack.grid import TrialPlan
 from leafattack.report.html import write_report
@@ -127,5 +128,6 @@ def _run_locked(prep: Prepared, run_dir: Path) -> tuple[RunResult, TrialPlan]:
         write_atomic(run_dir / "best.csv", csv_bytes(best, header=True))
     except OSError as exc:
         raise disk_error(run_dir, exc) from None
-    result = RunResult(run_dir, clean, trials, summary, best, plan.total_active, seconds, start_rows)
+    total = plan.total_active
+    result = RunResult(run_dir, clean, trials, summary, best, total, seconds, start_rows)
     return result, plan

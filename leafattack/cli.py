@@ -124,7 +124,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from leafattack.training.train import TrainConfig, train
+    from leafattack.training.trainer import TrainConfig, train
 
     cfg = TrainConfig(
         signs=args.signs,
@@ -153,7 +153,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from leafattack.data.sources import load_signs
     from leafattack.models.classifier import resolve_device
     from leafattack.models.loading import load_model
-    from leafattack.training.train import evaluate
+    from leafattack.training.trainer import evaluate
 
     clf = load_model(
         args.model, resolve_device(args.device), trust_torchscript=args.trust_torchscript

@@ -1,11 +1,16 @@
 """Fixtures shared by the whole suite: the tests folder on ``sys.path`` (for the weight-free
-model specs ``fixture_models:NAME``) and a small manifest folder of four built-in signs."""
+model specs ``fixture_models:NAME``), a small manifest folder of four built-in signs, and an
+OpenCV per-trial compositor that shares no code with :mod:`leafattack.compose`."""
 
 from __future__ import annotations
 
+import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 TESTS = Path(__file__).resolve().parent
@@ -36,3 +41,60 @@ def write_four_signs(folder: Path) -> Path:
 def signs4(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Four built-in signs with masks, as a manifest folder (two of them are fragile)."""
     return write_four_signs(tmp_path_factory.mktemp("signs4"))
+
+
+def _opencv_paste(
+    sign: np.ndarray, mask: np.ndarray, leaf: np.ndarray, x: float, y: float, size: float,
+    angle: float,
+) -> tuple[np.ndarray, float]:
+    """Paste one RGBA leaf onto one sign with OpenCV only, trial by trial.
+
+    The documented geometry (README, ``Placement``): the leaf's longest side is
+    ``size`` x the sign width (rounded to whole pixels, at least 1), it is rotated
+    ``angle`` degrees counter-clockwise as seen on screen about the centre of its
+    bounding box, and that centre goes to ``(x W, y H)`` in pixel-edge coordinates (0 =
+    left/top edge of the image, 1 = right/bottom edge). Steps: premultiply by alpha,
+    ``cv2.resize`` (INTER_AREA when shrinking, INTER_LINEAR when enlarging),
+    ``cv2.warpAffine`` (bilinear, transparent outside the leaf), then "over" blending.
+
+    Args:
+        sign: uint8 (H, W, 3) RGB; mask: bool (H, W) sign mask; leaf: uint8 (h, w, 4) RGBA.
+
+    Returns:
+        ``(image, occluded_frac)``: float32 (H, W, 3) composite in [0, 1], and the
+        alpha-weighted fraction of the mask covered by the leaf.
+    """
+    h, w = sign.shape[:2]
+    longest = max(1, round(size * w))
+    lh, lw = leaf.shape[:2]
+    f = longest / max(lh, lw)
+    nh, nw = max(1, round(lh * f)), max(1, round(lw * f))
+    rgba = leaf.astype(np.float32) / 255.0
+    rgba[..., :3] *= rgba[..., 3:4]
+    small = cv2.resize(rgba, (nw, nh), interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
+    t = math.radians(angle)
+    c, s = math.cos(t), math.sin(t)
+    rot = np.array([[c, s], [-s, c]])  # counter-clockwise on screen, y pointing down
+    src_c = np.array([(nw - 1) / 2, (nh - 1) / 2])  # pixel-centre coordinates
+    dst_c = np.array([x * w - 0.5, y * h - 0.5])
+    m = np.hstack([rot, (dst_c - rot @ src_c)[:, None]])
+    layer = cv2.warpAffine(small, m, (w, h), flags=cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    a = layer[..., 3:4]
+    out = np.clip(sign.astype(np.float32) / 255.0 * (1 - a) + layer[..., :3], 0.0, 1.0)
+    occ = float((layer[..., 3] * mask).sum() / max(int(mask.sum()), 1))
+    return out, occ
+
+
+@pytest.fixture(scope="session")
+def opencv_paste() -> Callable[..., tuple[np.ndarray, float]]:
+    """The independent OpenCV compositor ``(sign, mask, leaf, x, y, size, angle) ->
+    (float32 image in [0, 1], occluded_frac)``: the reference the batched compositor and the
+    engine are checked against."""
+    return _opencv_paste
+
+
+@pytest.fixture(scope="session")
+def make_signs4() -> Callable[[Path], Path]:
+    """:func:`write_four_signs`, for tests that need their own editable copy."""
+    return write_four_signs

@@ -29,7 +29,7 @@ from leafattack.imageio import write_png
 from leafattack.models.architectures import build_model
 from leafattack.models.classifier import Classifier
 from leafattack.models.loading import load_model, save_checkpoint
-from leafattack.training.train import evaluate
+from leafattack.training.trainer import evaluate
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent

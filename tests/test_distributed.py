@@ -29,13 +29,15 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (uv sync --extra ray)")
 
+pytestmark = pytest.mark.slow  # Ray clusters take tens of seconds to start and stop
+
 from leafattack.api import run  # noqa: E402
 from leafattack.config import (  # noqa: E402
     RunConfig,  # noqa: E402
     absolute_spec,  # noqa: E402
 )
 from leafattack.engine.distributed import CRASH_FLAG_ENV, chunk_bounds, ray_batches  # noqa: E402
-from leafattack.engine.prepare import open_run  # noqa: E402
+from leafattack.engine.preparation import open_run  # noqa: E402
 from leafattack.errors import LeafattackError  # noqa: E402
 from leafattack.grid import GridSpec  # noqa: E402
 

@@ -26,7 +26,7 @@ from leafattack.leaves.library import (
     select_leaves,
     write_leaf_library,
 )
-from leafattack.leaves.recolour import recolour
+from leafattack.leaves.recolouring import recolour
 from leafattack.leaves.species import LIBRARY_SPECIES, SPECIES, generate_leaf
 
 SIZE = 160  # render size used by most tests (fast, still detailed)
@@ -379,7 +379,7 @@ def test_write_leaf_library_is_byte_identical(library: Path, tmp_path: Path) -> 
 
 def test_committed_library_matches_the_generator(library: Path) -> None:
     committed = builtin_leaves_dir()
-    assert committed == Path(__file__).resolve().parent.parent / "leaves"
+    assert committed == Path(__file__).resolve().parent.parent / "leafattack" / "assets" / "leaves"
     assert (committed / "manifest.csv").read_text() == (library / "manifest.csv").read_text()
     ours, theirs = load_leaves(committed), load_leaves(library)
     assert [lf.leaf_id for lf in ours] == [lf.leaf_id for lf in theirs]

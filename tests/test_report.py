@@ -6,7 +6,6 @@ import base64
 import csv
 import html
 import io
-import math
 import re
 import shutil
 import subprocess
@@ -22,6 +21,7 @@ from matplotlib.collections import PolyCollection
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from PIL import Image
+from scipy.stats import binomtest
 
 from leafattack import schema
 from leafattack.api import run
@@ -113,13 +113,6 @@ def span(page: str, ident: str) -> tuple[dict[str, str], str]:
 
 def xy(line: Line2D) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(line.get_xdata(), np.float64), np.asarray(line.get_ydata(), np.float64)
-
-
-def wilson(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 # ----------------------------------------------------------------------------- the full report
@@ -258,7 +251,8 @@ def test_size_and_rotation_lines(big_run: Path) -> None:
     grp = trials[trials["species"] == "maple"]
     k = int(grp.loc[grp["size"] == 1.2, "success"].sum())
     n = int((grp["size"] == 1.2).sum())
-    lo, hi = wilson(k, n)
+    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+    lo, hi = ci.low, ci.high
     ys = np.asarray(bands[0].get_paths()[0].vertices, dtype=np.float64)
     at = ys[np.isclose(ys[:, 0], 1.2), 1]
     assert at.min() == pytest.approx(lo, abs=1e-9) and at.max() == pytest.approx(hi, abs=1e-9)
@@ -414,6 +408,7 @@ def test_gallery_falls_back_to_best_pngs(small_run: Path, tmp_path: Path) -> Non
 # ----------------------------------------------------------------------------- a real browser
 
 
+@pytest.mark.slow
 def test_report_renders_in_headless_chromium(
     small_run: Path, small_report: str, tmp_path: Path
 ) -> None:

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from leafattack import api
 from leafattack.analysis.best import safe_name
 from leafattack.config import RunConfig
 from leafattack.data import SignSet
-from leafattack.engine.prepare import load_leaf_variants, select_signs
+from leafattack.engine.preparation import load_leaf_variants, select_signs
 from leafattack.errors import LeafattackError, RunLockedError
 from leafattack.grid import GridSpec
 from leafattack.rundir import run_lock
@@ -139,6 +140,7 @@ def test_resume_refuses_a_changed_attacked_set(tmp_path: Path, signs4: Path) -> 
 # e. a run directory is self-describing from any working directory
 
 
+@pytest.mark.slow  # three CLI processes
 def test_edges_and_report_from_another_directory(tmp_path: Path, signs4: Path) -> None:
     work = tmp_path / "work"
     (work / "signs").mkdir(parents=True)
@@ -171,12 +173,12 @@ def test_safe_name(name: str, expected: str) -> None:
     assert safe_name(name) == expected
 
 
-def test_best_images_are_flat_for_class_names_with_slashes(tmp_path: Path) -> None:
+def test_best_images_are_flat_for_class_names_with_slashes(
+    tmp_path: Path, make_signs4: Callable[[Path], Path]
+) -> None:
     from fixture_models import SLASHED
 
-    from conftest import write_four_signs
-
-    signs = write_four_signs(tmp_path / "signs")
+    signs = make_signs4(tmp_path / "signs")
     manifest = (signs / "manifest.csv").read_text().replace(",stop\n", f",{SLASHED}\n")
     (signs / "manifest.csv").write_text(manifest)
     res = api.run(config(tmp_path / "f", signs, model="fixture_models:template_slashed"))
@@ -237,7 +239,7 @@ def test_gallery_caption_states_the_edge_settings(tmp_path: Path, signs4: Path) 
 def test_chained_run_prepares_once_and_holds_the_lock(
     tmp_path: Path, signs4: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from leafattack.engine import prepare as prepare_mod
+    from leafattack.engine import preparation as prepare_mod
 
     calls = {"prepare": 0, "locked_in_edges": False, "locked_in_report": False}
     real_prepare = prepare_mod.prepare

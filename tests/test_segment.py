@@ -370,6 +370,7 @@ def ruler_top(photo: np.ndarray) -> int:
     return y
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not REAL_DATA, reason="LEAFATTACK_REAL_DATA is not set")
 def test_real_leafsnap_photos_give_one_leaf_clear_of_the_chart() -> None:
     root = Path(str(REAL_DATA)) / "leafsnap"

@@ -310,7 +310,7 @@ def test_write_builtin_signs_is_byte_identical(tmp_path: Path) -> None:
 
 def test_committed_signs_folder_matches_the_renderer(tmp_path: Path) -> None:
     committed = builtin_signs_dir()
-    assert committed == Path(__file__).resolve().parent.parent / "signs"
+    assert committed == Path(__file__).resolve().parent.parent / "leafattack" / "assets" / "signs"
     fresh = write_builtin_signs(tmp_path)
     assert (committed / "manifest.csv").read_text() == fresh.read_text()
     for row in read_manifest(fresh):
@@ -340,6 +340,6 @@ def test_contact_sheet_layout() -> None:
 
 
 def test_committed_contact_sheet_matches() -> None:
-    path = builtin_signs_dir().parent / "docs" / "signs.png"
+    path = Path(__file__).resolve().parent.parent / "docs" / "signs.png"
     signs = render_sign_set(128)
     assert np.array_equal(read_rgb(path), contact_sheet(signs.images, LISA_CLASSES, 4))

@@ -25,7 +25,7 @@ from leafattack.errors import LeafattackError
 from leafattack.imageio import write_png
 from leafattack.models.classifier import Classifier
 from leafattack.models.loading import load_checkpoint, load_model
-from leafattack.training.train import (
+from leafattack.training.trainer import (
     EVALUATION_SEED_OFFSET,
     VALIDATION_SEED_OFFSET,
     TrainConfig,
@@ -306,6 +306,7 @@ def test_evaluate_unknown_used_class_is_an_error(tmp_path: Path) -> None:
 GTSRB_FLOOR = 0.15
 
 
+@pytest.mark.slow
 @needs_real
 def test_gtsrbcnn_learns_real_gtsrb_photos(tmp_path: Path) -> None:
     """Short training on the real GTSRB photos reaches well above chance.

@@ -2,49 +2,6 @@
 
 from __future__ import annotations
 
-from leafattack.analysis.stats import (
-    Z_95,
-    wilson_interval,
-    point_biserial,
-    pearson,
-    spearman,
-    roc_auc,
-    bootstrap_auc_ci,
-    logistic_odds_ratio,
-    benjamini_hochberg,
-    correlation_table,
-    format_correlation_table,
-)
-from leafattack.analysis.edges import (
-    REGION_GROW_PX,
-    CHUNK_PIXELS,
-    EdgeConfig,
-    auto_thresholds,
-    canny_batch,
-    resize_masks,
-    dilate_batch,
-    border_band,
-    EdgeGeometry,
-    EdgeMetric,
-    edges_lost,
-    edges_added,
-    edge_density_change,
-    edge_iou,
-    chamfer,
-    border_edges_lost,
-    interior_edges_lost,
-    EDGE_METRICS,
-    edge_metrics,
-)
-from leafattack.analysis.summary import (
-    RATE_COLUMNS,
-    rate_table,
-    rate_by,
-    signs_fooled,
-    summarise,
-    STRONGEST_RULES,
-    strongest,
-)
 from leafattack.analysis.best import (
     safe_name,
     write_best,
@@ -53,8 +10,51 @@ from leafattack.analysis.edge_analysis import (
     EDGES_PROGRESS,
     NEEDED_TRIAL_COLUMNS,
     EdgesResult,
-    run_edges,
     compute_edges,
+    run_edges,
+)
+from leafattack.analysis.edges import (
+    CHUNK_PIXELS,
+    EDGE_METRICS,
+    REGION_GROW_PX,
+    EdgeConfig,
+    EdgeGeometry,
+    EdgeMetric,
+    auto_thresholds,
+    border_band,
+    border_edges_lost,
+    canny_batch,
+    chamfer,
+    dilate_batch,
+    edge_density_change,
+    edge_iou,
+    edge_metrics,
+    edges_added,
+    edges_lost,
+    interior_edges_lost,
+    resize_masks,
+)
+from leafattack.analysis.stats import (
+    Z_95,
+    benjamini_hochberg,
+    bootstrap_auc_ci,
+    correlation_table,
+    format_correlation_table,
+    logistic_odds_ratio,
+    pearson,
+    point_biserial,
+    roc_auc,
+    spearman,
+    wilson_interval,
+)
+from leafattack.analysis.summary import (
+    RATE_COLUMNS,
+    STRONGEST_RULES,
+    rate_by,
+    rate_table,
+    signs_fooled,
+    strongest,
+    summarise,
 )
 
 __all__ = [

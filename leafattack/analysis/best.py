@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from leafattack.engine.evaluate import recompose
-from leafattack.engine.prepare import Prepared
+from leafattack.engine.preparation import Prepared
 from leafattack.grid import TrialPlan
 from leafattack.imageio import write_png
 

@@ -29,7 +29,7 @@ from leafattack.analysis.edges import (
 from leafattack.analysis.stats import correlation_table, format_correlation_table
 from leafattack.compose.functional import to_uint8_hwc
 from leafattack.engine.evaluate import batch_bounds, composite_trials
-from leafattack.engine.prepare import Prepared, open_run
+from leafattack.engine.preparation import Prepared, open_run
 from leafattack.errors import LeafattackError
 from leafattack.grid import TrialPlan
 from leafattack.rundir import (

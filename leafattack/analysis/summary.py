@@ -75,7 +75,8 @@ def summarise(trials: pd.DataFrame) -> pd.DataFrame:
         add("overall", ok, pd.Series("all", index=t.index))
         for f in schema.SUMMARY_FACTORS:
             add(f, ok, t[f])
-        add("sign_class x species", ok, t["sign_class"].astype(str) + " | " + t["species"].astype(str))
+        pair = t["sign_class"].astype(str) + " | " + t["species"].astype(str)
+        add("sign_class x species", ok, pair)
         per_sign = signs_fooled(trials)
         add("signs_fooled", per_sign["success"], pd.Series("all", index=per_sign.index))
         add("signs_fooled by sign_class", per_sign["success"], per_sign["sign_class"])

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 from leafattack.compose.bank import (
+    LeafBank,
     Placement,
+    SignStack,
+    build_leaf_bank,
+    build_sign_stack,
     leaf_pixels,
     scale_leaf,
-    LeafBank,
-    build_leaf_bank,
-    SignStack,
-    build_sign_stack,
 )
 from leafattack.compose.functional import (
-    placement_theta,
     composite,
     composite_pooled,
     composite_pooled_window,
     paste_leaf,
+    placement_theta,
     to_uint8_hwc,
 )
 

@@ -2,33 +2,34 @@
 
 from __future__ import annotations
 
-from leafattack.engine.prepare import (
-    LeafVariant,
-    Prepared,
-    select_signs,
-    attack_mask,
-    load_leaf_variants,
-    resize_signs,
-    pooled_stack,
-    build_plan,
-    open_run,
-)
 from leafattack.engine.evaluate import (
-    classify,
-    placement_tensors,
-    composite_trials,
     BatchEvaluator,
-    recompose,
-    decode_trial_ids,
     batch_bounds,
+    classify,
+    clean_predictions,
+    composite_trials,
+    decode_trial_ids,
     evaluate_range,
     local_batches,
-    clean_predictions,
+    placement_tensors,
+    recompose,
 )
 from leafattack.engine.execute import (
     TRIALS_FILE,
-    remote_batches,
     execute_trials,
+    remote_batches,
+)
+from leafattack.engine.preparation import (
+    LeafVariant,
+    Prepared,
+    attack_mask,
+    build_plan,
+    load_leaf_variants,
+    open_run,
+    pooled_stack,
+    prepare,
+    resize_signs,
+    select_signs,
 )
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "open_run",
     "placement_tensors",
     "pooled_stack",
+    "prepare",
     "recompose",
     "remote_batches",
     "resize_signs",

@@ -41,7 +41,7 @@ import ray.exceptions
 
 from leafattack.config import RunConfig, absolute_paths
 from leafattack.engine.evaluate import batch_bounds, evaluate_range
-from leafattack.engine.prepare import Prepared, build_plan, prepare
+from leafattack.engine.preparation import Prepared, build_plan, prepare
 from leafattack.errors import LeafattackError
 from leafattack.grid import TrialPlan
 

@@ -12,7 +12,7 @@ import torch
 
 from leafattack import schema
 from leafattack.compose.functional import composite, composite_pooled, to_uint8_hwc
-from leafattack.engine.prepare import Prepared
+from leafattack.engine.preparation import Prepared
 from leafattack.errors import LeafattackError
 from leafattack.grid import TrialPlan
 from leafattack.models import Classifier
@@ -233,7 +233,8 @@ def clean_predictions(prep: Prepared) -> pd.DataFrame:
     clf = prep.classifier
     probs_l = []
     for i in range(0, len(prep.sign_ids), prep.config.batch_size):
-        probs_l.append(classify(clf, prep.sign_images[i : i + prep.config.batch_size], prep.config.model).cpu())
+        batch = prep.sign_images[i : i + prep.config.batch_size]
+        probs_l.append(classify(clf, batch, prep.config.model).cpu())
     probs = torch.cat(probs_l) if probs_l else torch.zeros((0, clf.num_classes))
     pred = probs.argmax(1).numpy()
     true = prep.true_labels

@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from leafattack import schema
 from leafattack.engine.evaluate import local_batches
-from leafattack.engine.prepare import Prepared
+from leafattack.engine.preparation import Prepared
 from leafattack.errors import LeafattackError
 from leafattack.grid import TrialPlan
 from leafattack.rundir import PROGRESS_FILE, AppendLog

@@ -3,40 +3,41 @@
 from __future__ import annotations
 
 from leafattack.leaves.colours import (
-    NATURAL,
-    RGB,
-    Palette,
-    PALETTES,
     FALL_COLOURS,
     LIBRARY_COLOURS,
+    NATURAL,
+    PALETTES,
+    RGB,
+    Palette,
 )
 from leafattack.leaves.leaf import (
     Leaf,
-    fill_holes,
     bleed_colours,
-    crop_to_alpha,
     composite,
+    crop_to_alpha,
+    fill_holes,
     fit_into,
 )
-from leafattack.leaves.recolour import (
-    check_colour,
-)
-from leafattack.leaves.species import (
-    ShapeFn,
-    SPECIES,
-    LIBRARY_SPECIES,
-    check_species,
-    generate_leaf,
-)
 from leafattack.leaves.library import (
-    MANIFEST_NAME,
     MANIFEST_COLUMNS,
-    builtin_leaves_dir,
+    MANIFEST_NAME,
     append_to_manifest,
+    builtin_leaves_dir,
+    contact_sheet,
     load_leaves,
     select_leaves,
     write_leaf_library,
-    contact_sheet,
+)
+from leafattack.leaves.recolouring import (
+    check_colour,
+    recolour,
+)
+from leafattack.leaves.species import (
+    LIBRARY_SPECIES,
+    SPECIES,
+    ShapeFn,
+    check_species,
+    generate_leaf,
 )
 
 __all__ = [
@@ -64,6 +65,7 @@ __all__ = [
     "fit_into",
     "generate_leaf",
     "load_leaves",
+    "recolour",
     "select_leaves",
     "write_leaf_library",
 ]

@@ -17,7 +17,7 @@ from leafattack.errors import LeafattackError
 from leafattack.imageio import read_rgba, write_png
 from leafattack.leaves.colours import FALL_COLOURS, LIBRARY_COLOURS, NATURAL, RGB
 from leafattack.leaves.leaf import Leaf, composite, fit_into
-from leafattack.leaves.recolour import check_colour
+from leafattack.leaves.recolouring import check_colour
 from leafattack.leaves.species import LIBRARY_SPECIES, check_species, generate_leaf
 from leafattack.paths import resolve_inside
 

@@ -41,7 +41,7 @@ from numpy.typing import ArrayLike
 from leafattack.errors import LeafattackError
 from leafattack.leaves.colours import PALETTES
 from leafattack.leaves.leaf import Leaf, bleed_colours, crop_to_alpha, fill_holes
-from leafattack.leaves.recolour import check_colour
+from leafattack.leaves.recolouring import check_colour
 
 logger = logging.getLogger(__name__)
 

@@ -3,34 +3,34 @@
 from __future__ import annotations
 
 from leafattack.models.architectures import (
-    LisaCNN,
-    MultiScaleCNN,
-    Architecture,
     ARCHITECTURES,
     TORCHVISION_INPUT_SIZE,
-    torchvision_architectures,
+    Architecture,
+    LisaCNN,
+    MultiScaleCNN,
     build_model,
     default_input_size,
+    torchvision_architectures,
 )
 from leafattack.models.classifier import (
     RESIZE_MODES,
-    Preprocess,
-    to_float,
-    resize_batch,
     Classifier,
-    module_fingerprint,
-    resolve_device,
+    Preprocess,
     match_classes,
+    module_fingerprint,
+    resize_batch,
+    resolve_device,
+    to_float,
 )
 from leafattack.models.loading import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
     DEFAULT_MODEL_PATH,
-    save_checkpoint,
     load_checkpoint,
-    load_torchscript,
     load_factory,
     load_model,
+    load_torchscript,
+    save_checkpoint,
 )
 
 __all__ = [

@@ -4,27 +4,27 @@ from __future__ import annotations
 
 from leafattack.report.data import (
     RunData,
-    read_json,
     load_run,
+    read_json,
 )
 from leafattack.report.figures import (
     FIGURES,
-    fig_position_heatmaps,
-    fig_success_vs_size,
-    fig_success_vs_rotation,
     fig_class_species_matrix,
     fig_confusion,
     fig_edge_distributions,
     fig_gallery,
+    fig_position_heatmaps,
+    fig_success_vs_rotation,
+    fig_success_vs_size,
 )
 from leafattack.report.html import (
-    esc,
-    strongest_per_class,
-    gallery_edge_config,
-    describe_edge_config,
-    render_html,
-    write_report,
     correlation_html,
+    describe_edge_config,
+    esc,
+    gallery_edge_config,
+    render_html,
+    strongest_per_class,
+    write_report,
 )
 
 __all__ = [

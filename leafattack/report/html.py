@@ -22,7 +22,7 @@ from leafattack import schema
 from leafattack.analysis.edges import EdgeConfig
 from leafattack.analysis.summary import STRONGEST_RULES, rate_by, strongest
 from leafattack.engine.evaluate import recompose
-from leafattack.engine.prepare import Prepared, open_run
+from leafattack.engine.preparation import Prepared, open_run
 from leafattack.errors import LeafattackError
 from leafattack.grid import TrialPlan
 from leafattack.report.data import RunData, load_run, read_json
@@ -178,7 +178,8 @@ def _headline(data: RunData) -> str:
         rate, lo, hi = float(ov["rate"]), float(ov["ci_low"]), float(ov["ci_high"])
         rate_html = f'<span id="overall-rate" data-value="{esc(ov["rate"])}">{_pct(rate)}</span>'
         ci_html = (
-            f'<span id="overall-ci" data-low="{esc(ov["ci_low"])}" data-high="{esc(ov["ci_high"])}">'
+            f'<span id="overall-ci" data-low="{esc(ov["ci_low"])}" '
+            f'data-high="{esc(ov["ci_high"])}">'
             f"[{_pct(lo)}, {_pct(hi)}]</span>"
         )
         n_trials, n_succ = ov["trials"], ov["successes"]
@@ -366,8 +367,7 @@ def _gallery(
     note = ""
     clean: np.ndarray | None = None
     attacked: np.ndarray | None = None
-    if prep is not None:
-
+    if prep is not None and plan is not None:
         try:
             attacked = recompose(prep, plan, rows["trial_id"].to_numpy(dtype=np.int64))
             ids = [int(s) for s in prep.sign_ids]
@@ -541,6 +541,8 @@ def render_html(
         body += "<h3>Strongest attack per sign class</h3>" + _strongest_table(data)
     sections.append(("headline", "Headline", body))
     if has_trials:
+        prep: Prepared | None
+        plan: TrialPlan | None
         if prepared is not None:
             prep, plan, reason = prepared[0], prepared[1], ""
         else:

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from leafattack.training.train import (
-    VALIDATION_SEED_OFFSET,
+from leafattack.training.trainer import (
     EVALUATION_SEED_OFFSET,
+    VALIDATION_SEED_OFFSET,
+    EvalResult,
+    LeafPaster,
     TrainConfig,
     TrainResult,
-    variation_config,
-    resize_square,
-    LeafPaster,
-    leaf_paster,
-    EvalResult,
     evaluate,
+    leaf_paster,
+    resize_square,
+    train,
+    variation_config,
 )
 
 __all__ = [
@@ -25,5 +26,6 @@ __all__ = [
     "evaluate",
     "leaf_paster",
     "resize_square",
+    "train",
     "variation_config",
 ]

@@ -107,7 +107,7 @@ def test_lock_of_a_killed_process_is_taken_over(
     assert "resumed after 16 of" in second.stdout
     assert _same_trials(out, reference)
     assert read_json(out / "progress.json") == {"rows": N_TRIALS, "bytes": len(
-        reference.bytes("trials.csv")), "complete": True}
+        reference.bytes("trials.csv")), "complete": True, "attacked": [0, 1, 2, 3]}
     assert lock.read_text() == ""  # a run that ends normally leaves no holder behind
 
 
@@ -119,7 +119,7 @@ def test_holder_named_even_when_it_writes_its_pid_late(
     waits a moment for it instead of reporting an unknown holder."""
     from leafattack import api
     from leafattack.config import RunConfig
-    from leafattack.engine.prepare import Prepared
+    from leafattack.engine.preparation import Prepared
 
     out = tmp_path / "late"
     out.mkdir()

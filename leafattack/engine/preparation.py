@@ -109,7 +109,7 @@ def load_leaf_variants(config: RunConfig) -> tuple[LeafVariant, ...]:
 
     Colour levels: ``natural`` keeps every leaf as shipped (its ``colour`` is the shipped
     one); a fall colour C recolours every leaf into C with
-    :func:`~leafattack.leaves.recolour`, a leaf shipped in C included, so that one level
+    :func:`~leafattack.leaves.recolouring`, a leaf shipped in C included, so that one level
     is one colouring method. A recoloured variant's id is ``<leaf id>@C``, so no two
     variants are the same (a grid refuses repeated levels).
     """
