@@ -9,9 +9,9 @@ Everything runs on a local Ray instance started here (``--cpus`` CPUs, no dashbo
 small object store, its session files in a temporary folder, a throw-away auth token
 unless one is set) and shut down at the end. Measured, on the same prepared run:
 
-* ``local``: the local executor's batches (:func:`leafattack.attack.local_batches`), with
+* ``local``: the local executor's batches (:func:`leafattack.engine.evaluate.local_batches`), with
   torch's default threads and with one thread (what one Ray worker gets: ``num_cpus=1``).
-* ``ray_1`` / ``ray_2``: :func:`leafattack.distributed.ray_batches` with 1 and 2 actors.
+* ``ray_1`` / ``ray_2``: :func:`leafattack.engine.distributed.ray_batches` with 1 and 2 actors.
   ``total`` counts from the call (actor start-up: process, imports, ``prepare``) to the
   last chunk; ``steady`` counts from the first chunk received to the last.
 * ``driver_overhead``: the same dispatch loop over actors whose ``evaluate`` only returns

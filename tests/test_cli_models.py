@@ -51,16 +51,6 @@ def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-class _Mkdir:
-    """Unpickling this creates a directory: a stand-in for a hostile checkpoint."""
-
-    def __init__(self, target: Path) -> None:
-        self.target = str(target)
-
-    def __reduce__(self) -> tuple[object, tuple[str]]:
-        return (os.mkdir, (self.target,))
-
-
 # Each preparer writes its inputs into an empty folder and returns the command's arguments.
 
 
@@ -96,12 +86,6 @@ def _unknown_class(d: Path) -> list[str]:
     ]
 
 
-def _malicious(d: Path) -> list[str]:
-    obj = {"format": "leafattack-checkpoint", "state_dict": _Mkdir(d / "pwned")}
-    torch.save(obj, d / "evil.pt")
-    return ["evaluate", "--model", str(d / "evil.pt"), "--device", "cpu", "--variants", "1"]
-
-
 def _fixture_model(d: Path) -> list[str]:
     return [
         "evaluate",
@@ -123,7 +107,6 @@ PREPARERS: dict[str, Callable[[Path], list[str]]] = {
     "not_leafattack": _not_leafattack,
     "corrupt": _corrupt,
     "unknown_class": _unknown_class,
-    "malicious": _malicious,
     "fixture_model": _fixture_model,
 }
 
@@ -172,12 +155,6 @@ def test_evaluate_with_a_corrupt_checkpoint(outcomes: dict[str, Outcome]) -> Non
 def test_evaluate_with_sign_classes_the_model_does_not_know(outcomes: dict[str, Outcome]) -> None:
     line = _assert_user_error(outcomes["unknown_class"].res, "unicorn")
     assert "sign classes unicorn are not" in line
-
-
-def test_evaluate_with_a_malicious_pickle(outcomes: dict[str, Outcome]) -> None:
-    out = outcomes["malicious"]
-    _assert_user_error(out.res, "refused", str(out.folder / "evil.pt"))
-    assert not (out.folder / "pwned").exists()
 
 
 def test_evaluate_fixture_model_on_builtin_variants(outcomes: dict[str, Outcome]) -> None:

@@ -1,19 +1,16 @@
 """Tests of leafattack.models: architectures, the Classifier wrapper, checkpoints, specs.
 
-Checkpoint safety is tested with hostile files: pickles whose ``__reduce__`` would run code
-(each one is shown to be live by loading it unsafely afterwards), damaged archives, NaN
-weights and weights of the wrong shape. Model specs ``fixture_models:NAME`` come from the
-weight-free models in ``tests/fixture_models.py``.
+Checkpoint safety is tested with damaged archives, NaN weights and weights of the wrong
+shape; pickles whose ``__reduce__`` would run code are tested once, through the API and the
+CLI, in ``tests/reliability/test_untrusted_models.py``. Model specs ``fixture_models:NAME``
+come from the weight-free models in ``tests/fixture_models.py``.
 """
 
 from __future__ import annotations
 
-import builtins
 import copy
 import io
 import json
-import os
-import pickle
 import sys
 import zipfile
 from collections.abc import Callable
@@ -393,54 +390,6 @@ def test_checkpoint_without_seed_or_accuracy_records_placeholders(tmp_path: Path
     assert meta["seed"] == -1
     assert np.isnan(meta["val_accuracy"])
     assert meta["data_fingerprint"] == ""
-
-
-class _RunsCode:
-    """Unpickling this calls ``func(arg)``: a stand-in for a hostile checkpoint."""
-
-    def __init__(self, func: Callable[[str], Any], arg: str) -> None:
-        self.func, self.arg = func, arg
-
-    def __reduce__(self) -> tuple[Callable[[str], Any], tuple[str]]:
-        return (self.func, (self.arg,))
-
-
-def _write_hostile(path: Path, marker: Path, how: str, container: str) -> None:
-    if how == "mkdir":
-        payload = _RunsCode(os.mkdir, str(marker))
-    else:
-        payload = _RunsCode(builtins.exec, f"open({str(marker)!r}, 'w').write('pwned')")
-    obj = {"format": CHECKPOINT_FORMAT, "arch": "lisacnn", "state_dict": payload}
-    if container == "zip":
-        torch.save(obj, path)
-    elif container == "legacy":
-        torch.save(obj, path, _use_new_zipfile_serialization=False)
-    else:
-        with path.open("wb") as fh:
-            pickle.dump(obj, fh)
-
-
-@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")
-@pytest.mark.parametrize("container", ["zip", "legacy", "raw-pickle"])
-@pytest.mark.parametrize("how", ["mkdir", "exec"])
-def test_malicious_pickle_is_refused_without_running_code(
-    tmp_path: Path, how: str, container: str
-) -> None:
-    marker = tmp_path / "marker"
-    path = tmp_path / "evil.pt"
-    _write_hostile(path, marker, how, container)
-    with pytest.raises(LeafattackError, match="refused"):
-        load_checkpoint(path)
-    with pytest.raises(LeafattackError, match="refused"):
-        load_model(str(path), trust_torchscript=True)
-    assert not marker.exists()
-    # The file is live: loading it unsafely does run its code, so the refusal mattered.
-    if container == "raw-pickle":
-        with path.open("rb") as fh:
-            pickle.load(fh)  # noqa: S301 - deliberately unsafe, to prove the payload works
-    else:
-        torch.load(path, map_location="cpu", weights_only=False)
-    assert marker.exists()
 
 
 def test_plain_dict_is_not_a_leafattack_checkpoint(tmp_path: Path) -> None:

@@ -34,7 +34,7 @@ Empty denominators
     A ratio whose denominator is zero (a sign without clean edges, an empty
     sign region, no clean edges in the border band) is NaN, never 0.0, so that
     "nothing to lose" is not mistaken for "nothing lost"; the statistics in
-    :mod:`leafattack.stats` drop NaN rows metric by metric.
+    :mod:`leafattack.analysis.stats` drop NaN rows metric by metric.
 
 Inputs are (N, H, W) arrays at the same resolution (use :func:`resize_masks`
 to bring sign masks and leaf alpha to ``EdgeConfig.resolution``); the clean

@@ -13,8 +13,8 @@ Example:
     >>> rgb.shape, rgb.dtype, mask.shape, mask.dtype
     ((64, 64, 3), dtype('uint8'), (64, 64), dtype('bool'))
 
-Running ``python -m leafattack.signs`` rewrites the committed ``signs/`` folder and the
-contact sheet ``docs/signs.png``.
+Running ``python -m leafattack.data.builtin`` rewrites the committed
+``leafattack/assets/signs/`` folder and the repository's contact sheet ``docs/signs.png``.
 """
 
 from __future__ import annotations
@@ -525,7 +525,7 @@ def render_sign(name: str, size: int = 128) -> tuple[np.ndarray, np.ndarray]:
 
 
 def render_sign_set(size: int = 128) -> SignSet:
-    """All 16 built-in signs as a :class:`~leafattack.datasets.SignSet`.
+    """All 16 built-in signs as a :class:`~leafattack.data.SignSet`.
 
     Returns:
         SignSet with images uint8 (size, size, 3), bool masks, labels int64 0..15 in
@@ -637,11 +637,14 @@ def write_contact_sheet(path: str | Path, size: int = 128, ncols: int = 4) -> Pa
 
 
 def main() -> None:
-    """Regenerate the committed ``signs/`` folder and ``docs/signs.png`` (128 px)."""
+    """Regenerate the committed ``leafattack/assets/signs/`` folder and, in a repository
+    checkout, ``docs/signs.png`` (128 px)."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     root = builtin_signs_dir()
     write_builtin_signs(root)
-    write_contact_sheet(root.parent / "docs" / "signs.png")
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    if docs.is_dir():
+        write_contact_sheet(docs / "signs.png")
 
 
 if __name__ == "__main__":

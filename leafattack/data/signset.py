@@ -78,7 +78,7 @@ LISA_CLASSES: tuple[str, ...] = (
 )
 """The 16 LISA sign classes leafattack uses (LISA annotation tags); index = label.
 
-This tuple is the single definition; :mod:`leafattack.signs` imports it.
+This tuple is the single definition; :mod:`leafattack.data.builtin` imports it.
 """
 
 

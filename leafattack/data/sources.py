@@ -734,7 +734,7 @@ def load_builtin(size: int | None = None) -> SignSet:
     Reads the repository's committed ``signs/`` folder (``manifest.csv`` with columns
     ``file,mask,label,name``; 0/255 PNG masks). When that folder is missing (an
     installed wheel) or ``size`` differs from the stored images, the signs are
-    rendered with ``leafattack.signs.render_sign_set(size or 128)``.
+    rendered with ``leafattack.data.builtin.render_sign_set(size or 128)``.
 
     Args:
         size: side length in pixels of the square sign images, or None for the stored

@@ -10,7 +10,7 @@ Choosing the random parameters (:func:`sample_params`) is separate from applying
 variant can be reproduced from its parameters alone.
 
 Example:
-    >>> from leafattack.signs import render_sign
+    >>> from leafattack.data.builtin import render_sign
     >>> rgb, mask = render_sign("stop")
     >>> rng = np.random.default_rng(0)
     >>> random_variant(rgb, mask, rng).shape

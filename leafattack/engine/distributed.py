@@ -1,7 +1,7 @@
 """The Ray executor: evaluate chunks of a run's trials on a pool of Ray actors.
 
-:func:`ray_batches` is what :func:`leafattack.attack.run` calls for ``executor = "ray"``.
-It has the contract of :func:`leafattack.attack.local_batches`: it yields ``(k1, csv_bytes)``
+:func:`ray_batches` is what :func:`leafattack.engine.execute.execute_trials` calls for ``executor = "ray"``.
+It has the contract of :func:`leafattack.engine.evaluate.local_batches`: it yields ``(k1, csv_bytes)``
 in trial order, and the engine appends each piece to ``trials.csv`` and records it in
 ``progress.json``. So resuming after a crash of the driver works exactly as for a local
 run, and the bytes written equal a local run's bytes.
@@ -11,13 +11,13 @@ How it works
 * The driver connects to Ray: an already initialised Ray is reused, ``config.address``
   is connected to, otherwise a small local Ray instance is started (and shut down again).
 * ``config.workers`` actors are created, each reserving one CPU and
-  ``config.gpus_per_worker`` GPUs. An actor runs :func:`~leafattack.attack.prepare` once
+  ``config.gpus_per_worker`` GPUs. An actor runs :func:`~leafattack.engine.preparation.prepare` once
   (model, signs, leaves; on ``cuda`` when Ray gave it a GPU, else ``cpu``), checks that
   the fingerprints of its model, signs and leaves equal the driver's, and builds the
   trial plan from the driver's ``active`` array.
 * Active trials ``[start, total)`` are cut into chunks aligned to the batch size
   (``chunk_size``, or :data:`AUTO_CHUNK_BATCHES` batches), which actors evaluate with
-  :func:`~leafattack.attack.evaluate_range` and return as CSV bytes.
+  :func:`~leafattack.engine.evaluate.evaluate_range` and return as CSV bytes.
 * At most :data:`IN_FLIGHT_PER_WORKER` chunks per actor are submitted and not yet
   yielded at any time, so the driver's memory stays bounded however long the run is;
   results are yielded strictly in chunk order.

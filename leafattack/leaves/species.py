@@ -8,7 +8,7 @@ A leaf is an RGBA cut-out (:class:`Leaf`) in a canonical orientation: the petiol
   blotches, spots, fine texture);
 * :func:`load_leaves` reads a leaf folder (``manifest.csv`` + RGBA PNGs), such as the
   built-in library in ``leaves/`` (:func:`builtin_leaves_dir`, written by
-  :func:`write_leaf_library`) or the output of :func:`leafattack.segment.segment_files`;
+  :func:`write_leaf_library`) or the output of :func:`leafattack.leaves.segment.segment_files`;
 * :func:`recolour` turns any leaf into another fall colour while keeping its shape,
   alpha and luminance detail, so that colour is a grid axis separate from species.
 

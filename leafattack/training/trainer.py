@@ -1,7 +1,7 @@
 """Training and evaluation of sign classifiers.
 
 Training draws fresh, seeded variants of the sign images every epoch
-(:mod:`leafattack.variations`): perspective, lighting, blur, JPEG, noise and cluttered
+(:mod:`leafattack.data.variations`): perspective, lighting, blur, JPEG, noise and cluttered
 backgrounds. Optionally a fraction of them get a random leaf pasted on as a defence
 (``leaf_augment``), through the same batched compositor as the attack.
 

@@ -17,6 +17,7 @@ import os
 import signal
 import string
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, TypeVar
@@ -152,6 +153,28 @@ def test_config_file_is_valid_or_one_line_error(scratch: Path, data: bytes) -> N
     assert isinstance(config, RunConfig)  # load_config validated it already
 
 
+def accepted(fn: Callable[[], T]) -> T:
+    """``fn()``'s value; a refusal of a known-valid input fails the test, naming the reason.
+    (The fuzzers above accept any refusal: these companions show the loaders accept.)"""
+    got = outcome(fn)
+    assert not isinstance(got, LeafattackError), f"a valid input was refused: {got}"
+    return got
+
+
+def test_config_file_fuzzer_companion_valid_file_loads(scratch: Path) -> None:
+    path = scratch / "known_valid.toml"
+    path.write_text('signs = "builtin"\nspecies = ["maple", "oak"]\ncolours = "red, brown"\n'
+                    'sizes = [0.2, 0.35]\nangles = "0:360:90"\npositions = "7x5"\n'
+                    "on_sign_only = true\nbatch_size = 16\nseed = 3\nmin_confidence = 0.25\n")
+    data = accepted(lambda: load_config(path))
+    config = accepted(lambda: config_from_mapping(data))
+    g = config.grid
+    assert (g.species, g.colours) == (("maple", "oak"), ("red", "brown"))
+    assert (g.sizes, g.angles, g.positions) == ((0.2, 0.35), (0.0, 90.0, 180.0, 270.0), (7, 5))
+    assert g.on_sign_only is True and config.signs == "builtin"
+    assert (config.batch_size, config.seed, config.min_confidence) == (16, 3, 0.25)
+
+
 NAME = st.text(alphabet=string.ascii_letters + string.digits + "_-", min_size=1, max_size=8)
 
 
@@ -205,6 +228,79 @@ NUMBER_TEXT = st.one_of(
 )
 
 
+def documented_list(text: str) -> tuple[float, ...] | None:
+    """A comma-separated list of numbers as the README spells it (``--sizes LIST``,
+    ``--angles LIST``), read independently of leafattack.grid: items split at commas, blank
+    items ignored, each other item read by Python's ``float()``; None when an item is not a
+    number or no item is left."""
+    values = []
+    for item in text.split(","):
+        if item.isspace() or not item:
+            continue
+        try:
+            values.append(float(item))
+        except ValueError:
+            return None
+    return tuple(values) or None
+
+
+MAX_ANGLES = 100_000
+"""The documented limit of a range (README: "too many" is refused)."""
+
+
+@dataclass(frozen=True)
+class AngleRange:
+    """What ``START:STOP:STEP`` must give, from the documented rules alone (README, grid
+    docs): ``START + i*STEP`` for every ``i >= 0`` whose exact value lies before STOP (stop
+    exclusive, so at least START), to 1e-9 degrees; refused when a part is not a finite
+    number, ``STEP <= 0``, ``STOP <= START``, more than 100000 angles, or duplicates after the
+    rounding. ``verdict``: "valid", "refused", or "either" where the rules leave it open
+    (float rounding at the exclusive end, angles closer than the rounding grid, a span that
+    overflows a float)."""
+
+    verdict: str
+    start: Fraction = Fraction(0)
+    step: Fraction = Fraction(0)
+    n: int = 0  # angles in the exact rational sense
+    n_alt: int = 0  # also accepted for "either" at the end: the last angle within 1e-9 STEP
+    slack: float = 0.0  # float rounding allowed on each angle, beyond the 1e-9 grid
+
+
+def documented_range(text: str) -> AngleRange:
+    parts = text.split(":")
+    if len(parts) != 3:
+        return AngleRange("refused")
+    try:
+        start, stop, step = (float(t) for t in parts)
+    except ValueError:
+        return AngleRange("refused")
+    if not all(math.isfinite(v) for v in (start, stop, step)) or step <= 0 or stop <= start:
+        return AngleRange("refused")
+    a0, end, da = Fraction(start), Fraction(stop), Fraction(step)
+    ratio = (end - a0) / da
+    n = -(-ratio.numerator // ratio.denominator)  # ceil: i = 0 .. n-1 lie before STOP
+    near_end = ratio - (n - 1) <= Fraction(1e-8) + ratio * Fraction(1e-15)
+    n_alt = max(1, n - 1) if near_end else n
+    if min(n, n_alt) > MAX_ANGLES:
+        return AngleRange("refused")
+    slack = 4 * math.ulp(max(abs(start), abs(stop)))
+    verdict = "valid"
+    if max(n, n_alt) > MAX_ANGLES or n != n_alt:
+        verdict = "either"
+    if step < 2e-9 or step < 8 * slack:  # neighbours may collide on the 1e-9 grid
+        verdict = "either"
+    if not (math.isfinite(stop - start) and math.isfinite((stop - start) / step)):
+        verdict = "either"  # a float span that overflows may be refused as "too many"
+    return AngleRange(verdict, a0, da, n, n_alt, slack)
+
+
+def assert_spells_the_range(got: tuple[float, ...], want: AngleRange, text: str) -> None:
+    assert len(got) in (want.n, want.n_alt), (text, len(got), want)
+    for i, a in enumerate(got):
+        exact = want.start + i * want.step
+        assert abs(Fraction(a) - exact) <= Fraction(1e-9) + Fraction(want.slack), (text, i, a)
+
+
 @FUZZ
 @given(text=st.one_of(st.text(max_size=40),
                       st.lists(NUMBER_TEXT, max_size=5).map(":".join),
@@ -212,16 +308,42 @@ NUMBER_TEXT = st.one_of(
 @example(text="-1e308:1e308:1e307")
 @example(text="0:1:1e-320")
 @example(text="0:1e-10:1e-11")
+@example(text="0:360:45")
+@example(text=" -90 : 90.5 : 30 ")
+@example(text="10:10.3:0.1")
+@example(text="0:1:1e-5")  # exactly the limit
+@example(text="0:1:9.99e-6")  # one angle too many
+@example(text="0, 90 ,,180,")
+@example(text="0,90,0.0")  # a duplicate
+@example(text="1_0,٣,inf")
 def test_angles_flag_is_exact_or_refused(text: str) -> None:
+    """``--angles`` against an oracle written from the documentation (``documented_list``,
+    ``documented_range``): exactly the spelled angles, or a one-line refusal where the
+    rules refuse, and never a refusal of a valid value."""
     got = outcome(lambda: parse_angles(text))
-    if isinstance(got, tuple) and ":" not in text:
-        assert got == tuple(float(t.strip()) for t in text.split(",") if t.strip()) or any(
-            math.isnan(v) for v in got)
-    # Through the config (the grid's own checks): the same values, or a one-line refusal.
     config = outcome(lambda: config_from_mapping({"angles": text}))
+    if ":" not in text:
+        values = documented_list(text)
+        if values is None:
+            assert isinstance(got, LeafattackError), (text, got)
+        else:  # the parser reads any float; the grid refuses the non-finite ones
+            assert isinstance(got, tuple) and list(map(repr, got)) == list(map(repr, values))
+        valid = (values is not None and all(math.isfinite(v) for v in values)
+                 and len(set(values)) == len(values))
+        if valid:
+            assert isinstance(config, RunConfig), (text, str(config))
+            assert list(map(repr, config.grid.angles)) == list(map(repr, values))
+        else:
+            assert isinstance(config, LeafattackError), (text, config)
+        return
+    want = documented_range(text)
+    if want.verdict == "refused":
+        assert isinstance(config, LeafattackError), (text, config)
+    elif want.verdict == "valid":
+        assert isinstance(config, RunConfig), (text, str(config))
     if isinstance(config, RunConfig):
         assert isinstance(got, tuple) and config.grid.angles == got
-        assert all(math.isfinite(a) for a in got) and len(set(got)) == len(got)
+        assert_spells_the_range(config.grid.angles, want, text)
 
 
 @FUZZ
@@ -255,15 +377,26 @@ def test_angle_ranges_give_exactly_the_spelled_angles(start: float, span: float,
 
 @FUZZ
 @given(text=st.one_of(st.text(max_size=30), st.lists(NUMBER_TEXT, max_size=5).map(",".join)))
+@example(text="0.2, 0.35,,2")
+@example(text="0.3,0.30")  # a duplicate
+@example(text="2.0000000000000004")  # just beyond 2
+@example(text="5e-324")  # the smallest positive float is a size
+@example(text="1_0e-1,٠.٥")
 def test_sizes_flag_is_exact_or_refused(text: str) -> None:
+    """``--sizes`` against the documented rules (``documented_list``; each size a fraction
+    of the sign width in (0, 2], no size twice): exactly those values, or a refusal."""
+    values = documented_list(text)
     got = outcome(lambda: parse_float_list(text, "sizes"))
-    if isinstance(got, tuple):
-        expected = tuple(float(t.strip()) for t in text.split(",") if t.strip())
-        assert [repr(v) for v in got] == [repr(v) for v in expected]
+    if values is None:
+        assert isinstance(got, LeafattackError), (text, got)
+    else:
+        assert isinstance(got, tuple) and list(map(repr, got)) == list(map(repr, values))
     config = outcome(lambda: config_from_mapping({"sizes": text}))
-    if isinstance(config, RunConfig):
-        assert isinstance(got, tuple) and config.grid.sizes == got
-        assert all(0 < s <= 2 for s in got)
+    if values is not None and all(0 < v <= 2 for v in values) and len(set(values)) == len(values):
+        assert isinstance(config, RunConfig), (text, str(config))
+        assert list(map(repr, config.grid.sizes)) == list(map(repr, values))
+    else:
+        assert isinstance(config, LeafattackError), (text, config)
 
 
 @FUZZ
@@ -504,6 +637,84 @@ def test_lisa_annotations_are_valid_or_one_line_error(sandbox: Path, data: bytes
             assert file == f"{row['Filename']}#{x1},{y1},{x2},{y2}"
 
 
+# The companions of the dataset fuzzers: known-valid inputs load, with the expected content
+# (pixels compared with PIL's reading of the files).
+
+
+def _pixels(path: Path, mode: str = "RGB") -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert(mode))
+
+
+@pytest.fixture(scope="module")
+def valid_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Well-formed inputs of every loader, apart from the fuzzers' sandbox."""
+    root = tmp_path_factory.mktemp("valid")
+    signs = root / "signs"
+    _png(signs / "a.png", 20, 16, seed=1)
+    _png(signs / "stop" / "c.png", 9, 9, seed=2)
+    mask = np.zeros((16, 20), np.uint8)
+    mask[2:14, 3:17] = 255
+    Image.fromarray(mask, "L").save(signs / "a_mask.png")
+    (signs / "manifest.csv").write_text("file,name,mask\na.png,stop,a_mask.png\n"
+                                        "stop/c.png,yield,\n")
+    leaves = root / "leaves"
+    for i in (1, 2):
+        _png(leaves / f"l{i}.png", 10, 14, "RGBA", seed=10 + i)
+    (leaves / "manifest.csv").write_text("file,species,colour,source\nl1.png,oak,red,x\n"
+                                         "l2.png,maple,natural,\n")
+    cls = root / "gtsrb" / "Final_Training" / "Images" / "00014"
+    cls.mkdir(parents=True)
+    Image.fromarray(np.random.default_rng(3).integers(0, 256, (30, 40, 3), dtype=np.uint8)
+                    ).save(cls / "00000_00000.ppm")
+    (cls / "GT-00014.csv").write_text(";".join(GTSRB_HEADER) + "\n"
+                                      "00000_00000.ppm;40;30;5;6;25;20;14\n")
+    _png(root / "lisa" / "scene" / "s1.png", 50, 40, seed=4)
+    (root / "lisa" / "allAnnotations.csv").write_text(
+        ";".join(LISA_HEADER) + "\nscene/s1.png;stop;3;4;23;30\n"
+        "scene/s1.png;notATag;0;0;5;5\nscene/s1.png;yield;10;0;50;40\n")
+    return root
+
+
+def test_sign_manifest_fuzzer_companion_valid_manifest_loads(valid_data: Path) -> None:
+    folder = valid_data / "signs"
+    got = accepted(lambda: load_signs(str(folder)))
+    assert got.files == ("a.png", "stop/c.png")
+    assert [got.class_names[k] for k in got.labels] == ["stop", "yield"]
+    for img, file in zip(got.images, got.files, strict=True):
+        np.testing.assert_array_equal(img, _pixels(folder / file))
+    assert got.masks is not None
+    np.testing.assert_array_equal(got.masks[0], _pixels(folder / "a_mask.png", "L") == 255)
+    assert got.masks[1].shape == (9, 9) and got.masks[1].all()  # an empty cell: no mask
+
+
+def test_leaf_manifest_fuzzer_companion_valid_manifest_loads(valid_data: Path) -> None:
+    folder = valid_data / "leaves"
+    got = accepted(lambda: load_leaves(folder))
+    assert [(lf.leaf_id, lf.species, lf.colour) for lf in got] == [
+        ("l1", "oak", "red"), ("l2", "maple", "natural")]
+    for leaf in got:
+        np.testing.assert_array_equal(leaf.rgba, _pixels(folder / f"{leaf.leaf_id}.png", "RGBA"))
+
+
+def test_gtsrb_fuzzer_companion_valid_annotations_load(valid_data: Path) -> None:
+    root = valid_data / "gtsrb"
+    got = accepted(lambda: load_gtsrb(root))
+    assert len(got) == 1 and got.class_names[got.labels[0]] == "Stop"  # GTSRB class 14
+    ppm = _pixels(root / "Final_Training" / "Images" / "00014" / "00000_00000.ppm")
+    np.testing.assert_array_equal(got.images[0], ppm[6:20, 5:25])  # the half-open ROI
+
+
+def test_lisa_fuzzer_companion_valid_annotations_load(valid_data: Path) -> None:
+    root = valid_data / "lisa"
+    got = accepted(lambda: load_lisa(root))
+    assert got.files == ("scene/s1.png#3,4,23,30", "scene/s1.png#10,0,50,40")
+    assert [got.class_names[k] for k in got.labels] == ["stop", "yield"]
+    scene = _pixels(root / "scene" / "s1.png")
+    np.testing.assert_array_equal(got.images[0], scene[4:30, 3:23])
+    np.testing.assert_array_equal(got.images[1], scene[0:40, 10:50])
+
+
 # ----------------------------------------------------------------------------- specs
 
 
@@ -531,6 +742,15 @@ def test_sign_source_spec_is_valid_or_one_line_error(sandbox: Path, spec: str) -
         assert len(got) >= 1 and got.source == spec
 
 
+def test_sign_source_spec_fuzzer_companion_valid_specs_load(valid_data: Path) -> None:
+    builtin = accepted(lambda: load_signs("builtin"))
+    assert len(builtin) == 16 and builtin.source == "builtin"
+    for spec, n in ((str(valid_data / "signs"), 2), (f"folder:{valid_data / 'signs'}", 2),
+                    (f"gtsrb:{valid_data / 'gtsrb'}", 1), (f"lisa:{valid_data / 'lisa'}", 2)):
+        got = accepted(lambda spec=spec: load_signs(spec))
+        assert len(got) == n and got.source == spec, spec
+
+
 @pytest.fixture(scope="module")
 def model_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real (tiny) checkpoint to mutate."""
@@ -543,7 +763,9 @@ def model_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     torch.manual_seed(0)
     module = build_model("lisacnn", 3)
-    save_checkpoint(folder / "good.pt", Classifier(module, ["a", "b", "c"], Preprocess()))
+    # arch names the architecture, so that the file loads (see the companion test below).
+    save_checkpoint(folder / "good.pt",
+                    Classifier(module, ["a", "b", "c"], Preprocess(), arch="lisacnn"))
     return folder
 
 
@@ -583,6 +805,23 @@ def test_model_spec_is_valid_or_one_line_error(model_files: Path, kind: str, tex
     got = outcome(lambda: load_model(spec, "cpu"))
     if isinstance(got, Classifier):
         assert got.num_classes >= 1
+
+
+def test_model_spec_fuzzer_companion_valid_specs_load(model_files: Path) -> None:
+    import torch
+
+    from leafattack.models.architectures import build_model
+
+    template = accepted(lambda: load_model("fixture_models:template", "cpu"))
+    assert template.num_classes == 16 and template.class_names[0] == "addedLane"
+    good = accepted(lambda: load_model(str(model_files / "good.pt"), "cpu"))
+    assert good.class_names == ("a", "b", "c")
+    torch.manual_seed(0)  # the module model_files saved
+    want = build_model("lisacnn", 3).state_dict()
+    got = good.module.state_dict()
+    assert list(got) == list(want)
+    for name, tensor in want.items():
+        assert torch.equal(got[name], tensor), name
 
 
 def _importable(name: str) -> bool:

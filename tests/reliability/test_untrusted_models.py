@@ -19,9 +19,10 @@ from rel_support import Reference, assert_one_error_line, run_args
 
 from leafattack.cli import main
 from leafattack.data.signset import LISA_CLASSES
+from leafattack.errors import LeafattackError
 from leafattack.models.architectures import build_model
 from leafattack.models.classifier import Classifier, Preprocess
-from leafattack.models.loading import save_checkpoint
+from leafattack.models.loading import load_checkpoint, load_model, save_checkpoint
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")
 
@@ -57,23 +58,35 @@ def _no_trial_rows(run_dir: Path) -> None:
     assert not trials.exists() or len(pd.read_csv(trials)) == 0
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")
 @pytest.mark.parametrize("kind", ["torch_zip", "torch_legacy", "raw_pickle"])
+@pytest.mark.parametrize("trust", [False, True], ids=["plain", "trust_torchscript"])
 @pytest.mark.parametrize("command", ["run", "evaluate"])
 def test_code_running_pickle_is_refused_and_never_runs(
-    tmp_path: Path, signs4: Path, capsys: pytest.CaptureFixture[str], kind: str, command: str
+    tmp_path: Path, signs4: Path, capsys: pytest.CaptureFixture[str], kind: str, trust: bool,
+    command: str,
 ) -> None:
+    """The one test of hostile pickles: refused by the loader (``load_checkpoint``,
+    ``load_model``) and by ``run`` / ``evaluate`` (with or without ``--trust-torchscript``,
+    which trusts TorchScript archives, never pickles) with one ``error:`` line naming the
+    file; the payload never runs; and an unsafe load afterwards shows that it would have."""
     marker = tmp_path / "pwned"
     model = _hostile(kind, tmp_path / "model.pt", marker)
+    with pytest.raises(LeafattackError, match="refused"):
+        load_checkpoint(model)
+    with pytest.raises(LeafattackError, match="refused"):
+        load_model(str(model), "cpu", trust_torchscript=trust)
+    flags = ["--model", str(model), *(["--trust-torchscript"] if trust else [])]
     if command == "run":
-        code = _run(tmp_path, signs4, "--model", str(model))
+        code = _run(tmp_path, signs4, *flags)
     else:
-        code = main(["evaluate", "--model", str(model), "--signs", str(signs4), "--device", "cpu"])
-    assert_one_error_line(code, capsys.readouterr().err, str(model))
+        code = main(["evaluate", *flags, "--signs", str(signs4), "--device", "cpu"])
+    assert_one_error_line(code, capsys.readouterr().err, str(model), "refused")
     assert not marker.exists()
     _no_trial_rows(tmp_path / "run")
     # The payload is live: an unsafe load would have run it.
     if kind == "raw_pickle":
-        pickle.loads(model.read_bytes())
+        pickle.loads(model.read_bytes())  # noqa: S301 - deliberately unsafe
     else:
         torch.load(model, weights_only=False)
     assert marker.is_dir()
