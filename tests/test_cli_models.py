@@ -33,6 +33,8 @@ from leafattack.training.trainer import evaluate
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
+
+pytestmark = pytest.mark.slow  # one fixture runs train/evaluate CLI processes (~25 s)
 sys.path.insert(0, str(TESTS))
 
 

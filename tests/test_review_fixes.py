@@ -192,25 +192,31 @@ def test_best_images_are_flat_for_class_names_with_slashes(
 # h. a failing model gives one line; out of memory halves the batch and goes on
 
 
-def test_a_raising_model_gives_one_line(tmp_path: Path, signs4: Path) -> None:
-    res = cli("run", "--signs", str(signs4), "--model", "fixture_models:raising",
-              "--species", "maple", "--positions", "2x2", "--out", str(tmp_path / "h"),
-              "--quiet", "--device", "cpu")
-    assert res.returncode == 2
-    lines = res.stderr.strip().splitlines()
-    assert lines[-1].startswith("error: model 'fixture_models:raising' failed"), res.stderr
-    assert "Traceback" not in res.stderr
+def test_a_raising_model_gives_one_line(
+    tmp_path: Path, signs4: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from leafattack.cli import main
+
+    code = main(["run", "--signs", str(signs4), "--model", "fixture_models:raising",
+                 "--species", "maple", "--positions", "2x2", "--out", str(tmp_path / "h"),
+                 "--quiet", "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.strip().splitlines()[-1].startswith(
+        "error: model 'fixture_models:raising' failed"), err
+    assert "Traceback" not in err
 
 
 def test_out_of_memory_halves_the_batch(tmp_path: Path, signs4: Path) -> None:
     import fixture_models
 
     fixture_models.SMALL_MEMORY_CALLS.clear()
+    grid = GridSpec(species=("maple",), sizes=(0.5,), angles=(0.0,), positions=(3, 3))
     small = api.run(config(tmp_path / "oom", signs4, model="fixture_models:small_memory",
-                           batch_size=32))
+                           batch_size=32, grid=grid))
     assert max(fixture_models.SMALL_MEMORY_CALLS) == 32  # it was tried whole first
     assert 8 in fixture_models.SMALL_MEMORY_CALLS
-    ref = api.run(config(tmp_path / "ref", signs4, batch_size=8))
+    ref = api.run(config(tmp_path / "ref", signs4, batch_size=8, grid=grid))
     assert small.trials["trial_id"].tolist() == ref.trials["trial_id"].tolist()
     np.testing.assert_allclose(small.trials["true_conf"], ref.trials["true_conf"], atol=1e-6)
 

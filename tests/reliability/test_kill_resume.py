@@ -33,6 +33,7 @@ BATCH = 8
 EDGE_BATCH = 16
 
 
+@pytest.mark.slow
 def test_twenty_sigkills_then_resume_is_byte_identical(
     zygote: Zygote, reference: Reference, signs4: Path, tmp_path: Path
 ) -> None:
