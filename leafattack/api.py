@@ -23,12 +23,17 @@ import tomli_w
 from leafattack.analysis.best import write_best
 from leafattack.analysis.edge_analysis import EdgesResult, compute_edges
 from leafattack.analysis.summary import strongest, summarise
+from leafattack.compose.views import ViewSpec
 from leafattack.config import RunConfig, default_out
+from leafattack.data import load_signs
 from leafattack.engine.evaluate import clean_predictions
 from leafattack.engine.execute import execute_trials
 from leafattack.engine.preparation import Prepared, attack_mask, build_plan, prepare
+from leafattack.engine.scenes import read_scenes, render_scene_table
 from leafattack.errors import LeafattackError
 from leafattack.grid import TrialPlan
+from leafattack.leaves import builtin_leaves_dir, load_leaves
+from leafattack.models import resolve_device
 from leafattack.report.html import write_report
 from leafattack.rundir import (
     check_resumable,
@@ -131,3 +136,49 @@ def _run_locked(prep: Prepared, run_dir: Path) -> tuple[RunResult, TrialPlan]:
     total = plan.total_active
     result = RunResult(run_dir, clean, trials, summary, best, total, seconds, start_rows)
     return result, plan
+
+
+def render(
+    scenes: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    signs: str = "builtin",
+    leaves: str = "builtin",
+    sign_size: int = 128,
+    device: str = "auto",
+    quiet: bool = False,
+    views: str | None = None,
+    seed: int = 0,
+) -> list[Path]:
+    """Render the scenes of a scenes CSV to ``OUT/<scene_id>.png`` without any attack.
+
+    ``views`` is a :class:`~leafattack.compose.views.ViewSpec` text (``"yaw=-30:30,
+    distance=1:4"``, or ``approach``): each scene is then seen under one seeded viewing
+    transform, recorded in ``OUT/views.csv``.
+
+    See :mod:`leafattack.engine.scenes` for the file format (one row per leaf; the leaf ids,
+    sizes, angles and positions of ``trials.csv``).
+
+    Returns:
+        The written PNG paths, in scene order.
+
+    Raises:
+        LeafattackError: a bad scenes file (one line naming the row), unknown signs or
+            leaves, or an output folder that cannot be written.
+    """
+    if not 16 <= sign_size <= 1024:
+        raise LeafattackError(f"sign_size={sign_size}: expected 16..1024 pixels")
+    sign_set = load_signs(signs)
+    folder = builtin_leaves_dir() if leaves == "builtin" else Path(leaves)
+    library = {leaf.leaf_id: leaf for leaf in load_leaves(folder)}
+    spec = None
+    if views is not None:
+        spec = ViewSpec.approach() if views == "approach" else ViewSpec.parse(views)
+    table = read_scenes(scenes, len(sign_set), library)
+    try:
+        return render_scene_table(
+            table, sign_set, library, Path(out), sign_size=sign_size,
+            device=resolve_device(device), quiet=quiet, views=spec, seed=seed,
+        )
+    except OSError as exc:
+        raise disk_error(Path(out), exc) from None

@@ -88,6 +88,18 @@ def format_run_summary(result: Any) -> str:
     return "\n".join(lines)
 
 
+def cmd_render(args: argparse.Namespace) -> int:
+    from leafattack.api import render
+
+    paths = render(
+        args.scenes, args.out, signs=args.signs, leaves=args.leaves,
+        sign_size=args.sign_size, device=args.device, quiet=args.quiet,
+        views=args.views, seed=args.seed,
+    )
+    print(f"wrote {len(paths)} scenes to {args.out}")
+    return 0
+
+
 def cmd_signs_render(args: argparse.Namespace) -> int:
     from leafattack.data.builtin import builtin_signs_dir, write_builtin_signs
 
@@ -305,6 +317,29 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--gpus-per-worker", type=float, help="GPUs per Ray actor (default 0)")
     r.add_argument("--chunk-size", type=int, help="trials per Ray task (multiple of batch size)")
     r.set_defaults(func=cmd_run)
+
+    rd = sub.add_parser(
+        "render",
+        help="render given scenes (several leaves each) to PNGs, without an attack",
+        description="Render the scenes of a scenes CSV (one row per leaf: scene_id, sign_id, "
+        "slot, leaf_id, colour, size, angle, x, y; the conventions of trials.csv) to "
+        "OUT/<scene_id>.png at the sign resolution.",
+    )
+    rd.add_argument("--signs", default="builtin", help="sign source (default builtin)")
+    rd.add_argument("--leaves", default="builtin", help="leaf library (default builtin)")
+    rd.add_argument("--scenes", required=True, help="scenes CSV, one row per leaf")
+    rd.add_argument("--out", required=True, help="folder for <scene_id>.png")
+    rd.add_argument("--sign-size", type=int, default=128, help="pixels (default 128)")
+    rd.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default auto)")
+    rd.add_argument(
+        "--views",
+        help="viewing transforms: approach, or ranges like yaw=-30:30,distance=1:4,blur=0:2 "
+        "(keys: yaw pitch rotation distance blur motion motion_angle brightness contrast "
+        "gamma temperature noise jpeg); parameters go to OUT/views.csv",
+    )
+    rd.add_argument("--seed", type=int, default=0, help="seed of the views (default 0)")
+    rd.add_argument("--quiet", action="store_true", help="no progress bar")
+    rd.set_defaults(func=cmd_render)
 
     s = sub.add_parser("signs", help="built-in signs")
     ssub = s.add_subparsers(dest="signs_command", required=True, metavar="ACTION")

@@ -31,11 +31,23 @@ from leafattack.engine.preparation import (
     resize_signs,
     select_signs,
 )
+from leafattack.engine.scenes import (
+    MAX_LEAVES_PER_SCENE,
+    SCENE_COLUMNS,
+    SceneTable,
+    read_scenes,
+    render_scene_table,
+    safe_scene_name,
+    variant_images,
+)
 
 __all__ = [
     "BatchEvaluator",
     "LeafVariant",
+    "MAX_LEAVES_PER_SCENE",
     "Prepared",
+    "SCENE_COLUMNS",
+    "SceneTable",
     "TRIALS_FILE",
     "attack_mask",
     "batch_bounds",
@@ -52,8 +64,12 @@ __all__ = [
     "placement_tensors",
     "pooled_stack",
     "prepare",
+    "read_scenes",
     "recompose",
     "remote_batches",
+    "render_scene_table",
     "resize_signs",
+    "safe_scene_name",
     "select_signs",
+    "variant_images",
 ]

@@ -1,8 +1,9 @@
 """The Ray executor: evaluate chunks of a run's trials on a pool of Ray actors.
 
-:func:`ray_batches` is what :func:`leafattack.engine.execute.execute_trials` calls for ``executor = "ray"``.
-It has the contract of :func:`leafattack.engine.evaluate.local_batches`: it yields ``(k1, csv_bytes)``
-in trial order, and the engine appends each piece to ``trials.csv`` and records it in
+:func:`ray_batches` is what :func:`leafattack.engine.execute.execute_trials` calls for
+``executor = "ray"``. It has the contract of
+:func:`leafattack.engine.evaluate.local_batches`: it yields ``(k1, csv_bytes)`` in trial
+order, and the engine appends each piece to ``trials.csv`` and records it in
 ``progress.json``. So resuming after a crash of the driver works exactly as for a local
 run, and the bytes written equal a local run's bytes.
 
