@@ -31,7 +31,7 @@ from leafattack.engine.execute import execute_trials
 from leafattack.engine.preparation import Prepared, attack_mask, build_plan, prepare
 from leafattack.engine.scenes import read_scenes, render_scene_table
 from leafattack.errors import LeafattackError
-from leafattack.grid import TrialPlan
+from leafattack.grid import Plan
 from leafattack.leaves import builtin_leaves_dir, load_leaves
 from leafattack.models import resolve_device
 from leafattack.report.html import write_report
@@ -102,7 +102,7 @@ def run(config: RunConfig) -> RunResult:
     return result
 
 
-def _run_locked(prep: Prepared, run_dir: Path) -> tuple[RunResult, TrialPlan]:
+def _run_locked(prep: Prepared, run_dir: Path) -> tuple[RunResult, Plan]:
     config = prep.config
     doc = run_config_document(config, prep.fingerprints)
     check_resumable(run_dir, doc, config.overwrite)

@@ -71,7 +71,8 @@ def format_run_summary(result: Any) -> str:
             f"signs fooled by at least one placement: {int(f.successes)}/{int(f.trials)} "
             f"({float(f.rate):.1%}, 95% CI [{float(f.ci_low):.1%}, {float(f.ci_high):.1%}])"
         )
-    for factor in ("overall", "species", "colour", "size", "angle", "sign_class"):
+    factors = ("overall", "species", "colour", "size", "angle", "n_leaves", "coverage")
+    for factor in (*factors, "sign_class"):
         part = s[s["factor"] == factor]
         if part.empty or (factor == "colour" and len(part) < 2):
             continue
@@ -295,6 +296,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--angles", help="degrees CCW: list or START:STOP:STEP (default 0:360:45)")
     r.add_argument("--positions", help="NxM lattice of leaf centres (default 5x5)")
     r.add_argument("--on-sign-only", action="store_true", help="keep centres on the sign mask")
+    r.add_argument(
+        "--scenes-per-sign",
+        type=int,
+        help="instead of the grid, N seeded random scenes per sign (centres uniform over the "
+        "sign face, sizes and angles uniform within the grid's ranges; leaves.csv lists them)",
+    )
+    r.add_argument(
+        "--leaves-per-scene", type=int, help="leaves in each random scene, 1-16 (default 1)"
+    )
     r.add_argument("--target", help="class name for a targeted attack")
     r.add_argument("--min-confidence", type=float, help="minimum top-1 probability (0..1)")
     r.add_argument("--limit-signs", type=int, help="attack only N signs (quick looks)")

@@ -40,6 +40,8 @@ IDENTITY_KEYS = (
     "angles",
     "positions",
     "on_sign_only",
+    "leaves_per_scene",
+    "scenes_per_sign",
 )
 """Config keys that must match for a run directory to be resumed."""
 
@@ -61,6 +63,9 @@ class RunConfig:
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         seed: seed of every random choice (sign subset).
         sign_size: side length in pixels that every sign is resized to for compositing.
+        scenes_per_sign: 0 runs the grid (one leaf per scene); N > 0 draws N seeded random
+            scenes per sign instead ("leaf litter", :func:`leafattack.grid.sample_litter`).
+        leaves_per_scene: leaves in each random scene (1 to 16).
     """
 
     signs: str = "builtin"
@@ -85,6 +90,8 @@ class RunConfig:
     workers: int = 2
     gpus_per_worker: float = 0.0
     chunk_size: int = 0
+    leaves_per_scene: int = 1
+    scenes_per_sign: int = 0
 
     def __post_init__(self) -> None:
         if self.executor not in ("local", "ray"):
@@ -93,6 +100,19 @@ class RunConfig:
             raise LeafattackError(f"workers={self.workers}: expected at least 1")
         if not 0.0 <= self.gpus_per_worker <= 64:
             raise LeafattackError(f"gpus_per_worker={self.gpus_per_worker}: expected 0..64")
+        if not 1 <= self.leaves_per_scene <= 16:
+            raise LeafattackError(
+                f"leaves_per_scene={self.leaves_per_scene}: expected 1 to 16 leaves"
+            )
+        if not 0 <= self.scenes_per_sign <= 10_000_000:
+            raise LeafattackError(
+                f"scenes_per_sign={self.scenes_per_sign}: expected 0 (the grid) to 10000000"
+            )
+        if self.leaves_per_scene > 1 and not self.scenes_per_sign:
+            raise LeafattackError(
+                f"leaves_per_scene={self.leaves_per_scene} needs scenes_per_sign (random scenes "
+                f"of several leaves; the grid places one leaf per scene)"
+            )
         if self.chunk_size < 0 or (self.chunk_size and self.chunk_size % self.batch_size):
             raise LeafattackError(
                 f"chunk_size={self.chunk_size}: expected 0 (auto) or a multiple of "
@@ -141,6 +161,9 @@ class RunConfig:
             "gpus_per_worker": self.gpus_per_worker,
             "chunk_size": self.chunk_size,
         }
+        if self.scenes_per_sign:  # grid runs keep the keys (and run directory names) they had
+            flat["leaves_per_scene"] = self.leaves_per_scene
+            flat["scenes_per_sign"] = self.scenes_per_sign
         return {k: v for k, v in flat.items() if v is not None}
 
 
@@ -208,7 +231,10 @@ def config_from_mapping(values: Mapping[str, Any], base: RunConfig | None = None
                     f"config key {key!r}: {value!r} contains a NUL character (expected text)"
                 )
             run_kw[key] = value
-        elif key in ("limit_signs", "batch_size", "seed", "sign_size", "workers", "chunk_size"):
+        elif key in (
+            "limit_signs", "batch_size", "seed", "sign_size", "workers", "chunk_size",
+            "leaves_per_scene", "scenes_per_sign",
+        ):
             run_kw[key] = _integer(value, key)
         elif key in ("min_confidence", "gpus_per_worker"):
             run_kw[key] = _number(value, key)

@@ -276,3 +276,120 @@ class TrialPlan:
             "y": xyi[:, 1],
             "position": xyi[:, 2].astype(np.int64),
         }
+
+
+def sample_litter(
+    n_scenes: int,
+    leaves: int,
+    n_variants: int,
+    sizes: tuple[float, float],
+    angles: tuple[float, float],
+    face: np.ndarray,
+    rng: np.random.Generator,
+) -> dict[str, np.ndarray]:
+    """Choose ``n_scenes`` random scenes of ``leaves`` leaves each on one sign ("leaf litter").
+
+    Leaf centres are uniform over the sign face (a random face pixel, then a uniform point
+    inside it), sizes uniform in ``sizes`` (low, high), angles uniform in ``angles``
+    (low, high) and variants uniform among ``n_variants``. This only chooses parameters;
+    :func:`leafattack.compose.scenes.render_scenes` applies them.
+
+    Args:
+        face: bool (H, W) sign face; an empty face means the whole image.
+        rng: the only source of randomness.
+
+    Returns:
+        ``variant`` int64, ``size``, ``angle``, ``x``, ``y`` float64, each (n_scenes, leaves);
+        x, y are fractions of the image width and height.
+
+    Example:
+        >>> p = sample_litter(2, 3, 4, (0.2, 0.4), (0, 360), np.ones((8, 8), bool),
+        ...                   np.random.default_rng(0))
+        >>> p["x"].shape, bool(((p["size"] >= 0.2) & (p["size"] <= 0.4)).all())
+        ((2, 3), True)
+    """
+    h, w = face.shape
+    rows, cols = np.nonzero(face) if face.any() else np.nonzero(np.ones_like(face, bool))
+    shape = (n_scenes, leaves)
+    pick = rng.integers(0, len(rows), size=shape)
+    jitter = rng.random((2, *shape))
+    return {
+        "variant": rng.integers(0, n_variants, size=shape).astype(np.int64),
+        "size": rng.uniform(sizes[0], sizes[1], size=shape),
+        "angle": rng.uniform(angles[0], angles[1], size=shape),
+        "x": (cols[pick] + jitter[0]) / w,
+        "y": (rows[pick] + jitter[1]) / h,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class ScenePlan:
+    """Random scenes of K leaves, ``per_sign`` per sign: trial ``s * per_sign + j`` is
+    scene j of sign s (inactive signs keep their ids but are skipped).
+
+    Attributes:
+        scenes: per sign, the :func:`sample_litter` parameters of its scenes.
+        active: per sign, whether it is attacked.
+    """
+
+    scenes: tuple[dict[str, np.ndarray], ...]
+    per_sign: int
+    active: np.ndarray
+    active_signs: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        if len(self.active) != len(self.scenes):
+            raise ValueError("ScenePlan.active must have one entry per sign")
+        idx = np.flatnonzero(np.asarray(self.active, dtype=bool)).astype(np.int64)
+        object.__setattr__(self, "active_signs", idx)
+
+    @property
+    def leaves(self) -> int:
+        """Leaves per scene (K)."""
+        return int(self.scenes[0]["x"].shape[1]) if self.scenes else 1
+
+    @property
+    def total(self) -> int:
+        return len(self.scenes) * self.per_sign
+
+    @property
+    def total_active(self) -> int:
+        return len(self.active_signs) * self.per_sign
+
+    def active_index(self, trial_ids: np.ndarray) -> np.ndarray:
+        """Map trial ids of attacked signs to active indices (int64, same shape)."""
+        t = np.asarray(trial_ids, dtype=np.int64)
+        if t.size and (t.min() < 0 or t.max() >= self.total):
+            raise LeafattackError(f"trial ids must lie in 0..{self.total - 1}")
+        sign = t // self.per_sign
+        pos = np.searchsorted(self.active_signs, sign)
+        ok = (pos < len(self.active_signs)) & (
+            self.active_signs[np.minimum(pos, len(self.active_signs) - 1)] == sign
+        )
+        if not ok.all():
+            raise LeafattackError("trial ids refer to signs that were not attacked")
+        return pos * self.per_sign + t % self.per_sign
+
+    def decode(self, k0: int, k1: int) -> dict[str, np.ndarray]:
+        """Decode the active scenes ``k0 <= k < k1`` (see :meth:`decode_active`)."""
+        return self.decode_active(np.arange(k0, k1, dtype=np.int64))
+
+    def decode_active(self, k: np.ndarray) -> dict[str, np.ndarray]:
+        """Active scene indices -> ``trial_id`` and ``sign`` (N,), and ``variant``, ``size``,
+        ``angle``, ``x``, ``y`` (N, K)."""
+        k = np.asarray(k, dtype=np.int64)
+        sign = self.active_signs[k // self.per_sign]
+        j = k % self.per_sign
+        out: dict[str, np.ndarray] = {"trial_id": sign * self.per_sign + j, "sign": sign}
+        for name in ("variant", "size", "angle", "x", "y"):
+            first = self.scenes[0][name]
+            values = np.empty((len(k), first.shape[1]), dtype=first.dtype)
+            for s in np.unique(sign):  # signs of one batch: usually one or two
+                sel = sign == s
+                values[sel] = self.scenes[s][name][j[sel]]
+            out[name] = values
+        return out
+
+
+Plan = TrialPlan | ScenePlan
+"""The trial space of a run: the grid (one leaf per trial) or random multi-leaf scenes."""

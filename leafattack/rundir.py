@@ -138,6 +138,7 @@ def check_resumable(run_dir: Path, doc: Mapping[str, Any], overwrite: bool) -> N
             "best.csv",
             "edges.csv",
             "edges_progress.json",
+            "leaves.csv",
             "correlation.csv",
             "report.html",
         ):
@@ -330,8 +331,11 @@ def read_trials(
         head = pd.read_csv(io.BytesIO(raw), nrows=0)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
         raise LeafattackError(f"{path}: not a readable trials CSV") from None
-    if columns is None and schema.TARGET_CONF in head.columns:
-        wanted = list(known)
+    scenes = "n_leaves" in head.columns
+    if scenes:
+        known = {**schema.trial_columns(targeted=True, scenes=True), **known}
+    if columns is None:
+        wanted = list(schema.trial_columns(schema.TARGET_CONF in head.columns, scenes))
     dtypes = {k: known[k] for k in wanted}
     missing = [c for c in wanted if c not in head.columns]
     if missing:

@@ -49,12 +49,46 @@ TARGET_CONF: Final[str] = "target_conf"
 probability of the target class."""
 
 
-def trial_columns(targeted: bool) -> dict[str, str]:
-    """The trials.csv columns of an untargeted or a targeted run, in order."""
+SCENE_TRIAL_COLUMNS: Final[dict[str, str]] = {
+    "trial_id": "int64",  # sign index in the run's sign list * scenes_per_sign + scene
+    "sign_id": "int64",
+    "sign_file": "string",
+    "true_label": "int64",
+    "true_name": "string",
+    "n_leaves": "int64",  # leaves in the scene (their parameters: leaves.csv)
+    "occluded_frac": "float64",  # share of the sign mask covered by the union of the leaves
+    "pred_label": "int64",
+    "pred_name": "string",
+    "pred_conf": "float64",
+    "true_conf": "float64",
+    "success": "bool",
+}
+"""trials.csv of a run of random multi-leaf scenes (``scenes_per_sign > 0``): one row per
+scene."""
+
+LEAF_COLUMNS: Final[dict[str, str]] = {
+    "trial_id": "int64",
+    "slot": "int64",  # stacking order: later slots lie over earlier ones
+    "leaf_id": "string",
+    "species": "string",
+    "colour": "string",
+    "size": "float64",
+    "angle": "float64",
+    "x": "float64",
+    "y": "float64",
+}
+"""leaves.csv of a multi-leaf run: one row per leaf of each scene (the scenes-file format
+of ``leafattack render``, with ``trial_id`` as the scene id)."""
+
+
+def trial_columns(targeted: bool, scenes: bool = False) -> dict[str, str]:
+    """The trials.csv columns of a grid run (or of random scenes), untargeted or targeted,
+    in order."""
+    base = SCENE_TRIAL_COLUMNS if scenes else TRIAL_COLUMNS
     if not targeted:
-        return dict(TRIAL_COLUMNS)
+        return dict(base)
     out: dict[str, str] = {}
-    for k, v in TRIAL_COLUMNS.items():
+    for k, v in base.items():
         out[k] = v
         if k == "true_conf":
             out[TARGET_CONF] = "float64"
@@ -111,3 +145,11 @@ SUMMARY_FACTORS: Final[tuple[str, ...]] = (
     "position",
 )
 """Factors that summary.csv breaks success down by, singly; plus ``sign_class x species``."""
+
+SCENE_SUMMARY_FACTORS: Final[tuple[str, ...]] = ("sign_class", "n_leaves", "coverage")
+"""Factors of a multi-leaf scene run's summary (``coverage``: union ``occluded_frac`` in the
+bins of :data:`COVERAGE_BINS`)."""
+
+COVERAGE_BINS: Final[tuple[float, ...]] = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
+"""Edges of the coverage bins (share of the sign face covered), left-closed; the last bin
+includes 1."""

@@ -10,7 +10,7 @@ import pandas as pd
 
 from leafattack.engine.evaluate import recompose
 from leafattack.engine.preparation import Prepared
-from leafattack.grid import TrialPlan
+from leafattack.grid import Plan
 from leafattack.imageio import write_png
 
 
@@ -22,7 +22,7 @@ def safe_name(text: str) -> str:
     return out or "sign"
 
 
-def write_best(prep: Prepared, plan: TrialPlan, best: pd.DataFrame, run_dir: Path) -> pd.DataFrame:
+def write_best(prep: Prepared, plan: Plan, best: pd.DataFrame, run_dir: Path) -> pd.DataFrame:
     """Write ``best/<sign id>_<class>.png`` (clean | attacked, flat and file-system safe
     names) and return ``best`` with an ``image`` column."""
     out_dir = run_dir / "best"

@@ -31,7 +31,7 @@ from leafattack.compose.functional import to_uint8_hwc
 from leafattack.engine.evaluate import batch_bounds, composite_trials
 from leafattack.engine.preparation import Prepared, open_run
 from leafattack.errors import LeafattackError
-from leafattack.grid import TrialPlan
+from leafattack.grid import Plan, ScenePlan
 from leafattack.rundir import (
     PROGRESS_FILE,
     AppendLog,
@@ -75,7 +75,7 @@ def _finished_trials(run_dir: Path) -> pd.DataFrame:
 
 
 def _edge_images(
-    prep: Prepared, plan: TrialPlan, k0: int, k1: int, cfg: EdgeConfig
+    prep: Prepared, plan: Plan, k0: int, k1: int, cfg: EdgeConfig
 ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """Recompose active trials k0..k1; return decoded params, attacked edges and leaf alpha."""
     d = plan.decode(k0, k1)
@@ -107,7 +107,6 @@ def run_edges(
     run_dir = Path(run_dir)
     if not (run_dir / "config.toml").exists():
         raise LeafattackError(f"{run_dir}: not a run directory (expected config.toml)")
-    _finished_trials(run_dir)
     prep, plan = open_run(run_dir, device=device)
     with run_lock(run_dir):
         return compute_edges(
@@ -125,7 +124,7 @@ def run_edges(
 def compute_edges(
     run_dir: Path,
     prep: Prepared,
-    plan: TrialPlan,
+    plan: Plan,
     *,
     config: EdgeConfig | None = None,
     batch_size: int = 1024,
@@ -142,6 +141,11 @@ def compute_edges(
             ``config.resolution``); False keeps ``config.resolution`` (None = sign size).
         n_boot: bootstrap replicates of the AUC intervals.
     """
+    if isinstance(plan, ScenePlan):
+        raise LeafattackError(
+            f"{run_dir}: the edge analysis of multi-leaf scene runs is not available yet "
+            f"(expected a grid run)"
+        )
     trials = _finished_trials(run_dir)
     if len(trials) != plan.total_active:
         raise LeafattackError(

@@ -60,8 +60,18 @@ def signs_fooled(trials: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def coverage_bins(occluded: pd.Series) -> pd.Series:
+    """Coverage bin labels (``"0.1-0.2"``) of ``occluded_frac`` values, by
+    :data:`~leafattack.schema.COVERAGE_BINS` (left-closed; 1 falls in the last bin)."""
+    edges = np.asarray(schema.COVERAGE_BINS)
+    idx = np.clip(np.searchsorted(edges, occluded.to_numpy(), side="right") - 1, 0, len(edges) - 2)
+    labels = np.array([f"{a:g}-{b:g}" for a, b in zip(edges[:-1], edges[1:], strict=True)])
+    return pd.Series(labels[idx], index=occluded.index)
+
+
 def summarise(trials: pd.DataFrame) -> pd.DataFrame:
-    """Success rates with 95% Wilson intervals by each factor (SUMMARY_COLUMNS)."""
+    """Success rates with 95% Wilson intervals by each factor (SUMMARY_COLUMNS): the grid's
+    factors (SUMMARY_FACTORS), or for random scenes SCENE_SUMMARY_FACTORS."""
     t = trials.rename(columns={"true_name": "sign_class"})
     parts = []
 
@@ -70,13 +80,20 @@ def summarise(trials: pd.DataFrame) -> pd.DataFrame:
         table["level"] = [str(v) for v in table["level"]]
         parts.append(table.assign(factor=factor))
 
-    if len(t):
+    if len(t) and "n_leaves" in t.columns:  # random multi-leaf scenes
+        ok = t["success"]
+        add("overall", ok, pd.Series("all", index=t.index))
+        add("sign_class", ok, t["sign_class"])
+        add("n_leaves", ok, t["n_leaves"])
+        add("coverage", ok, coverage_bins(t["occluded_frac"]))
+    elif len(t):
         ok = t["success"]
         add("overall", ok, pd.Series("all", index=t.index))
         for f in schema.SUMMARY_FACTORS:
             add(f, ok, t[f])
         pair = t["sign_class"].astype(str) + " | " + t["species"].astype(str)
         add("sign_class x species", ok, pair)
+    if len(t):
         per_sign = signs_fooled(trials)
         add("signs_fooled", per_sign["success"], pd.Series("all", index=per_sign.index))
         add("signs_fooled by sign_class", per_sign["success"], per_sign["sign_class"])

@@ -44,7 +44,7 @@ from leafattack.config import RunConfig, absolute_paths
 from leafattack.engine.evaluate import batch_bounds, evaluate_range
 from leafattack.engine.preparation import Prepared, build_plan, prepare
 from leafattack.errors import LeafattackError
-from leafattack.grid import TrialPlan
+from leafattack.grid import Plan
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +103,9 @@ class ChunkWorker:
         self._config = config
         self._active = np.asarray(active, dtype=bool)
         self._fingerprints = dict(fingerprints)
-        self._state: tuple[Prepared, TrialPlan] | None = None
+        self._state: tuple[Prepared, Plan] | None = None
 
-    def _prepared(self) -> tuple[Prepared, TrialPlan]:
+    def _prepared(self) -> tuple[Prepared, Plan]:
         if self._state is None:
             device = "cuda" if ray.get_gpu_ids() else "cpu"
             config = dataclasses.replace(self._config, device=device)
@@ -154,7 +154,7 @@ def _crash_if_flagged() -> None:
 # ----------------------------------------------------------------------------- the driver
 
 
-def ray_batches(prep: Prepared, plan: TrialPlan, start: int) -> Iterator[tuple[int, bytes]]:
+def ray_batches(prep: Prepared, plan: Plan, start: int) -> Iterator[tuple[int, bytes]]:
     """The Ray executor: yields ``(k1, csv_bytes)`` per chunk of active trials, in order.
 
     Args:
@@ -294,7 +294,7 @@ def _node_config(config: RunConfig) -> RunConfig:
     )
 
 
-def _start_actors(prep: Prepared, plan: TrialPlan) -> list[Any]:
+def _start_actors(prep: Prepared, plan: Plan) -> list[Any]:
     config = prep.config
     remote_cls = ray.remote(ChunkWorker).options(
         num_cpus=1,

@@ -12,9 +12,10 @@ import torch
 
 from leafattack import schema
 from leafattack.compose.functional import composite, composite_pooled, to_uint8_hwc
+from leafattack.compose.scenes import SceneBatch, render_scenes
 from leafattack.engine.preparation import Prepared
 from leafattack.errors import LeafattackError
-from leafattack.grid import TrialPlan
+from leafattack.grid import Plan, ScenePlan
 from leafattack.models import Classifier
 from leafattack.rundir import FLOAT_FORMAT, csv_bytes
 
@@ -78,7 +79,7 @@ class BatchEvaluator:
     """Decode → composite → classify → judge, for one batch of active trials."""
 
     prep: Prepared
-    plan: TrialPlan
+    plan: Plan
     size_str: np.ndarray = field(init=False)
     angle_str: np.ndarray = field(init=False)
 
@@ -109,7 +110,9 @@ class BatchEvaluator:
     def _evaluate(self, k0: int, k1: int) -> tuple[dict[str, np.ndarray], torch.Tensor]:
         prep = self.prep
         d = self.plan.decode(k0, k1)
-        if prep.stack is not None:
+        if isinstance(self.plan, ScenePlan):
+            images, occ = composite_scenes(prep, d)
+        elif prep.stack is not None:
             sign, entry, x, y, angle = placement_tensors(prep, d)
             with torch.inference_mode():
                 images, occ = composite_pooled(prep.stack, prep.bank, sign, entry, x, y, angle)
@@ -120,7 +123,7 @@ class BatchEvaluator:
         return d, probs
 
     def rows(self, d: dict[str, np.ndarray], probs: torch.Tensor) -> pd.DataFrame:
-        """Turn a batch's results into TRIAL_COLUMNS rows."""
+        """Turn a batch's results into TRIAL_COLUMNS rows (SCENE_TRIAL_COLUMNS for scenes)."""
         prep = self.prep
         true = torch.from_numpy(prep.true_labels[d["sign"]]).to(probs.device)
         success = prep.criterion(probs, true)
@@ -128,6 +131,28 @@ class BatchEvaluator:
         pred_conf = probs.gather(1, pred[:, None])[:, 0]
         true_conf = probs.gather(1, true[:, None])[:, 0]
         names = np.array(prep.classifier.class_names, dtype=object)
+        if isinstance(self.plan, ScenePlan):
+            files = np.array(prep.signs.files, dtype=object)
+            sign_ids = prep.sign_ids[d["sign"]]
+            true_np = prep.true_labels[d["sign"]]
+            pred_np = pred.cpu().numpy()
+            return pd.DataFrame(
+                {
+                    "trial_id": d["trial_id"],
+                    "sign_id": sign_ids,
+                    "sign_file": files[sign_ids],
+                    "true_label": true_np,
+                    "true_name": names[true_np],
+                    "n_leaves": np.full(len(true_np), self.plan.leaves, dtype=np.int64),
+                    "occluded_frac": d["occluded_frac"],
+                    "pred_label": pred_np,
+                    "pred_name": names[pred_np],
+                    "pred_conf": pred_conf.double().cpu().numpy(),
+                    "true_conf": true_conf.double().cpu().numpy(),
+                    **self._target_column(probs),
+                    "success": success.cpu().numpy(),
+                }
+            )
         v = d["variant"]
         leaf_id = np.array([x.leaf_id for x in prep.variants], dtype=object)
         species = np.array([x.species for x in prep.variants], dtype=object)
@@ -169,12 +194,61 @@ class BatchEvaluator:
         return {schema.TARGET_CONF: probs[:, t].double().cpu().numpy()}
 
 
+def composite_scenes(
+    prep: Prepared, d: dict[str, np.ndarray]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Render decoded random scenes (:meth:`~leafattack.grid.ScenePlan.decode`).
+
+    Returns:
+        float32 (N, 3, H, W) composites in [0, 1] at the sign resolution, and float32 (N,)
+        the union coverage of each sign mask.
+    """
+    if prep.scene_bank is None:
+        raise LeafattackError("this run has no scene bank (scenes_per_sign = 0)")
+    dev = prep.sign_images.device
+    n, k = d["x"].shape
+    batch = SceneBatch(
+        sign=torch.from_numpy(d["sign"]).to(dev),
+        variant=torch.from_numpy(d["variant"]).to(dev),
+        size=torch.from_numpy(d["size"]).float().to(dev),
+        angle=torch.from_numpy(d["angle"]).float().to(dev),
+        x=torch.from_numpy(d["x"]).float().to(dev),
+        y=torch.from_numpy(d["y"]).float().to(dev),
+        present=torch.ones((n, k), dtype=torch.bool, device=dev),
+    )
+    with torch.inference_mode():
+        return render_scenes(prep.sign_images, prep.sign_masks, prep.scene_bank, batch)
+
+
+def leaf_rows(prep: Prepared, plan: ScenePlan) -> pd.DataFrame:
+    """Every leaf of every attacked scene, as LEAF_COLUMNS rows (leaves.csv), scene-major.
+
+    The ``size``, ``angle``, ``x`` and ``y`` are the float32 values the renderer uses."""
+    d = plan.decode(0, plan.total_active)
+    n, k = d["x"].shape
+    v = d["variant"].ravel()
+    variants = prep.variants
+    return pd.DataFrame(
+        {
+            "trial_id": np.repeat(d["trial_id"], k),
+            "slot": np.tile(np.arange(k, dtype=np.int64), n),
+            "leaf_id": np.array([x.leaf_id for x in variants], dtype=object)[v],
+            "species": np.array([x.species for x in variants], dtype=object)[v],
+            "colour": np.array([x.colour for x in variants], dtype=object)[v],
+            **{
+                name: d[name].astype(np.float32).astype(np.float64).ravel()
+                for name in ("size", "angle", "x", "y")
+            },
+        }
+    )
+
+
 def _fmt_array(a: np.ndarray) -> np.ndarray:
     uniq, inv = np.unique(a, return_inverse=True)
     return _fmt(uniq.tolist())[inv]
 
 
-def recompose(prep: Prepared, plan: TrialPlan, trial_ids: np.ndarray) -> np.ndarray:
+def recompose(prep: Prepared, plan: Plan, trial_ids: np.ndarray) -> np.ndarray:
     """Recreate the attacked images of given trial ids.
 
     Returns:
@@ -183,11 +257,13 @@ def recompose(prep: Prepared, plan: TrialPlan, trial_ids: np.ndarray) -> np.ndar
     if len(trial_ids) == 0:
         return np.zeros((0, prep.config.sign_size, prep.config.sign_size, 3), np.uint8)
     d = decode_trial_ids(plan, np.asarray(trial_ids, dtype=np.int64))
+    if isinstance(plan, ScenePlan):
+        return to_uint8_hwc(composite_scenes(prep, d)[0])
     images, _, _ = composite_trials(prep, d)
     return to_uint8_hwc(images)
 
 
-def decode_trial_ids(plan: TrialPlan, trial_ids: np.ndarray) -> dict[str, np.ndarray]:
+def decode_trial_ids(plan: Plan, trial_ids: np.ndarray) -> dict[str, np.ndarray]:
     """Decode arbitrary trial ids (of attacked signs) into per-trial parameters."""
     return plan.decode_active(plan.active_index(trial_ids))
 
@@ -206,7 +282,7 @@ def batch_bounds(start: int, total: int, batch_size: int) -> list[tuple[int, int
     return out
 
 
-def evaluate_range(prep: Prepared, plan: TrialPlan, k0: int, k1: int) -> bytes:
+def evaluate_range(prep: Prepared, plan: Plan, k0: int, k1: int) -> bytes:
     """CSV rows (no header) of active trials ``k0..k1``, batch by batch as a local run does.
 
     Executors (local, Ray) call this on aligned ranges; its bytes are independent of which
@@ -220,7 +296,7 @@ def evaluate_range(prep: Prepared, plan: TrialPlan, k0: int, k1: int) -> bytes:
     return b"".join(parts)
 
 
-def local_batches(prep: Prepared, plan: TrialPlan, start: int) -> Iterator[tuple[int, bytes]]:
+def local_batches(prep: Prepared, plan: Plan, start: int) -> Iterator[tuple[int, bytes]]:
     """The local executor: yields ``(k1, csv_bytes)`` per batch, in trial order."""
     ev = BatchEvaluator(prep, plan)
     for k0, k1 in batch_bounds(start, plan.total_active, prep.config.batch_size):

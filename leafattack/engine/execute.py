@@ -11,18 +11,20 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from leafattack import schema
-from leafattack.engine.evaluate import local_batches
+from leafattack.engine.evaluate import leaf_rows, local_batches
 from leafattack.engine.preparation import Prepared
 from leafattack.errors import LeafattackError
-from leafattack.grid import TrialPlan
-from leafattack.rundir import PROGRESS_FILE, AppendLog
+from leafattack.grid import Plan, ScenePlan
+from leafattack.rundir import PROGRESS_FILE, AppendLog, csv_bytes, write_atomic
 
 log = logging.getLogger(__name__)
 
 TRIALS_FILE = "trials.csv"
+LEAVES_FILE = "leaves.csv"
+"""The leaves of each scene of a multi-leaf run (LEAF_COLUMNS)."""
 
 
-def remote_batches(prep: Prepared, plan: TrialPlan, start: int) -> Iterator[tuple[int, bytes]]:
+def remote_batches(prep: Prepared, plan: Plan, start: int) -> Iterator[tuple[int, bytes]]:
     """The Ray executor's batches (same contract as :func:`local_batches`)."""
     try:
         from leafattack.engine.distributed import ray_batches
@@ -34,7 +36,7 @@ def remote_batches(prep: Prepared, plan: TrialPlan, start: int) -> Iterator[tupl
     return ray_batches(prep, plan, start)
 
 
-def execute_trials(prep: Prepared, plan: TrialPlan, run_dir: Path) -> tuple[int, float]:
+def execute_trials(prep: Prepared, plan: Plan, run_dir: Path) -> tuple[int, float]:
     """Evaluate every active trial of ``plan`` into ``RUN_DIR/trials.csv``.
 
     The table is an :class:`~leafattack.rundir.AppendLog` whose progress file records
@@ -49,11 +51,21 @@ def execute_trials(prep: Prepared, plan: TrialPlan, run_dir: Path) -> tuple[int,
             missing for ``executor = "ray"``.
         OSError: a write failed (the caller turns it into a one-line error).
     """
-    attacked = [int(s) for s in np.asarray(prep.sign_ids)[plan.active]]
+    attacked = [int(s) for s in np.asarray(prep.sign_ids)[np.asarray(plan.active, dtype=bool)]]
+    if isinstance(plan, ScenePlan):
+        if prep.config.executor != "local":
+            raise LeafattackError(
+                "random multi-leaf scenes run on the local executor only (use --executor local)"
+            )
+        # The scenes depend only on the config and seed: written whole, before any trial.
+        write_atomic(run_dir / LEAVES_FILE, csv_bytes(leaf_rows(prep, plan), header=True))
     table = AppendLog(
         run_dir / TRIALS_FILE,
         run_dir / PROGRESS_FILE,
-        header=",".join(schema.trial_columns(prep.target_index is not None)).encode() + b"\n",
+        header=",".join(
+            schema.trial_columns(prep.target_index is not None, isinstance(plan, ScenePlan))
+        ).encode()
+        + b"\n",
         total=plan.total_active,
         meta={"attacked": attacked},
         strict_meta=("attacked",),

@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 
 from leafattack.compose.bank import LeafBank, SignStack, build_leaf_bank, build_sign_stack
+from leafattack.compose.scenes import VariantBank, build_variant_bank
 from leafattack.config import RunConfig, config_from_mapping, load_config
 from leafattack.criteria import Criterion, build_criterion
 from leafattack.data.signset import SignSet, fingerprint
@@ -21,7 +22,10 @@ from leafattack.data.sources import load_signs
 from leafattack.errors import LeafattackError
 from leafattack.grid import (
     NATURAL,
+    Plan,
+    ScenePlan,
     TrialPlan,
+    sample_litter,
     sign_positions,
 )
 from leafattack.leaves import (
@@ -62,6 +66,7 @@ class Prepared:
     criterion: Criterion
     target_index: int | None
     fingerprints: dict[str, str]
+    scene_bank: VariantBank | None = None  # random multi-leaf scenes (scenes_per_sign > 0)
 
 
 def select_signs(signs: SignSet, limit: int | None, seed: int) -> np.ndarray:
@@ -210,18 +215,23 @@ def prepare(config: RunConfig) -> Prepared:
         criterion=criterion,
         target_index=target_index,
         fingerprints=fps,
+        scene_bank=(
+            build_variant_bank([v.rgba for v in variants], config.sign_size, device=device)
+            if config.scenes_per_sign
+            else None
+        ),
     )
 
 
-
-
-def build_plan(prep: Prepared, active: np.ndarray) -> TrialPlan:
+def build_plan(prep: Prepared, active: np.ndarray) -> Plan:
     """The trial space of a prepared run; inactive signs keep their trial ids but are skipped."""
     masks = prep.sign_masks.cpu().numpy()
     positions = []
     for m in masks:
         xy, index = sign_positions(prep.config.grid, m)
         positions.append(np.column_stack([xy, index.astype(np.float64)]))
+    if prep.config.scenes_per_sign:
+        return scene_plan(prep, active)
     return TrialPlan(
         n_variants=len(prep.variants),
         sizes=prep.config.grid.sizes,
@@ -231,9 +241,33 @@ def build_plan(prep: Prepared, active: np.ndarray) -> TrialPlan:
     )
 
 
+def scene_plan(prep: Prepared, active: np.ndarray) -> ScenePlan:
+    """Random scenes of a run with ``scenes_per_sign > 0``: each sign's scenes are drawn by
+    :func:`~leafattack.grid.sample_litter` from their own generator, seeded by the run's seed
+    and the sign's index in the sign set, so a sign's scenes do not depend on which other
+    signs are in the run. Sizes and angles are uniform between the grid's smallest and
+    largest values; centres are uniform over the sign face."""
+    cfg = prep.config
+    g = cfg.grid
+    masks = prep.sign_masks.cpu().numpy()
+    scenes = tuple(
+        sample_litter(
+            cfg.scenes_per_sign,
+            cfg.leaves_per_scene,
+            len(prep.variants),
+            (min(g.sizes), max(g.sizes)),
+            (min(g.angles), max(g.angles)),
+            masks[j],
+            np.random.default_rng([cfg.seed, int(sid)]),
+        )
+        for j, sid in enumerate(prep.sign_ids)
+    )
+    return ScenePlan(scenes=scenes, per_sign=cfg.scenes_per_sign, active=active)
+
+
 def open_run(
     run_dir: str | os.PathLike[str], *, device: str = "auto"
-) -> tuple[Prepared, TrialPlan]:
+) -> tuple[Prepared, Plan]:
     """Re-create the prepared state and trial plan of an existing run directory.
 
     Checks that the leaves, signs and model on disk still match the fingerprints stored

@@ -193,9 +193,11 @@ def load_run(run_dir: str | os.PathLike[str]) -> RunData:
         }
 
     best_path = rd / "best.csv"
-    best_dtypes = {**schema.TRIAL_COLUMNS, "image": "string"}
+    scene_run = "n_leaves" in trials.columns
+    columns = schema.SCENE_TRIAL_COLUMNS if scene_run else schema.TRIAL_COLUMNS
+    best_dtypes = {**columns, "image": "string"}
     if best_path.exists():
-        best = _read_csv(best_path, schema.TRIAL_COLUMNS)
+        best = _read_csv(best_path, columns)
         best = best.astype({"image": "string"}) if "image" in best.columns else best
     else:
         best = strongest(trials) if len(trials) else _empty(best_dtypes)

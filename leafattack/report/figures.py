@@ -43,7 +43,7 @@ from matplotlib.projections.polar import PolarAxes
 from matplotlib.ticker import PercentFormatter
 
 from leafattack.analysis.edges import EdgeConfig, canny_batch
-from leafattack.analysis.summary import rate_by
+from leafattack.analysis.summary import coverage_bins, rate_by
 from leafattack.errors import LeafattackError
 
 log = logging.getLogger(__name__)
@@ -649,6 +649,38 @@ def canny_images(images: np.ndarray, config: EdgeConfig | None = None) -> np.nda
     return np.asarray(canny_batch(arr, config or EdgeConfig()), dtype=bool)
 
 
+def fig_success_vs_coverage(trials: pd.DataFrame) -> Figure:
+    """Success rate against the union coverage of the sign face, one line per number of
+    leaves, with 95% Wilson intervals (random multi-leaf scene runs).
+
+    Args:
+        trials: SCENE_TRIAL_COLUMNS rows (``n_leaves``, ``occluded_frac``, ``success``).
+    """
+    require(trials, ("n_leaves", "occluded_frac", "success"))
+    fig = Figure(figsize=(6.4, 3.6), layout="constrained")
+    ax = fig.subplots()
+    bins = coverage_bins(trials["occluded_frac"])
+    labels = sorted(set(bins), key=lambda b: float(b.split("-")[0]))
+    for i, (key, grp) in enumerate(trials.groupby("n_leaves", sort=True)):
+        k = int(str(key))
+        r = rate_by(grp.assign(coverage=bins[grp.index]), "coverage").set_index("level")
+        r = r.reindex([b for b in labels if b in r.index])
+        pos = [labels.index(b) for b in r.index]
+        ax.errorbar(
+            pos, r["rate"], yerr=[r["rate"] - r["ci_low"], r["ci_high"] - r["rate"]],
+            color=_colour(i), marker=_marker(i), linestyle=_linestyle(i), capsize=3,
+            label="1 leaf" if k == 1 else f"{k} leaves",
+        )
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_xlabel("share of the sign face covered by the leaves")
+    ax.set_ylabel("success rate")
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set_ylim(0, _rate_top(trials.groupby(bins)["success"].mean().to_numpy()))
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return fig
+
+
 def fig_gallery(
     best: pd.DataFrame,
     clean_images: np.ndarray,
@@ -670,11 +702,9 @@ def fig_gallery(
         The figure: two attacks per row of panels, each labelled with
         true class -> predicted class and the probabilities.
     """
-    require(
-        best,
-        ("true_name", "pred_name", "pred_conf", "true_conf", "species", "size", "angle"),
-        "best",
-    )
+    scenes = "n_leaves" in best.columns
+    leaf_columns = ("n_leaves", "occluded_frac") if scenes else ("species", "size", "angle")
+    require(best, ("true_name", "pred_name", "pred_conf", "true_conf", *leaf_columns), "best")
     n = len(best)
     if len(clean_images) != n or len(attacked_images) != n:
         raise LeafattackError(
@@ -708,11 +738,17 @@ def fig_gallery(
             ax.set_yticks([])
         colour = f"/{row['colour']}" if colour_cols is not None else ""
         verdict = "" if bool(row.get("success", True)) else " (not fooled)"
+        if scenes:
+            what = f"{int(row['n_leaves'])} leaves covering {float(row['occluded_frac']):.0%}"
+        else:
+            what = (
+                f"{row['species']}{colour}, size {float(row['size']):g}, "
+                f"{float(row['angle']):g}\u00b0"
+            )
         sf.suptitle(
-            f"{true_name} \u2192 {pred_name}{verdict}: {row['species']}{colour}, "
-            f"size {float(row['size']):g}, {float(row['angle']):g}\u00b0, "
+            f"{true_name} \u2192 {pred_name}{verdict}: {what}, "
             f"p(true) {float(row['true_conf']):.2f}",
             fontsize=8,
         )
-    fig.suptitle("Strongest attack per sign (lowest true-class probability)", fontsize=11)
+    fig.suptitle("Strongest attack per sign", fontsize=11)
     return fig

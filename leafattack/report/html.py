@@ -24,7 +24,7 @@ from leafattack.analysis.summary import STRONGEST_RULES, rate_by, strongest
 from leafattack.engine.evaluate import recompose
 from leafattack.engine.preparation import Prepared, open_run
 from leafattack.errors import LeafattackError
-from leafattack.grid import TrialPlan
+from leafattack.grid import Plan
 from leafattack.report.data import RunData, load_run, read_json
 from leafattack.report.figures import (
     DPI,
@@ -35,6 +35,7 @@ from leafattack.report.figures import (
     fig_edge_distributions,
     fig_gallery,
     fig_position_heatmaps,
+    fig_success_vs_coverage,
     fig_success_vs_rotation,
     fig_success_vs_size,
     require,
@@ -319,7 +320,7 @@ def _provenance(data: RunData) -> str:
     )
 
 
-def _prepared(data: RunData) -> tuple[Prepared | None, TrialPlan | None, str]:
+def _prepared(data: RunData) -> tuple[Prepared | None, Plan | None, str]:
     """``open_run`` on the run (CPU), or (None, None, reason) when it cannot be re-created."""
     try:
         prep, plan = open_run(data.run_dir, device="cpu")
@@ -355,7 +356,7 @@ def _class_images(data: RunData, prep: Prepared | None) -> dict[str, np.ndarray]
 
 
 def _gallery(
-    data: RunData, figs: _Figures, prep: Prepared | None, plan: TrialPlan | None, reason: str
+    data: RunData, figs: _Figures, prep: Prepared | None, plan: Plan | None, reason: str
 ) -> str:
     rows = _gallery_rows(data.best)
     if rows.empty:
@@ -526,7 +527,7 @@ def _status_notes(data: RunData) -> list[tuple[str, str]]:
 
 
 def render_html(
-    data: RunData, figs: _Figures, prepared: tuple[Prepared, TrialPlan] | None = None
+    data: RunData, figs: _Figures, prepared: tuple[Prepared, Plan] | None = None
 ) -> str:
     """Build the report page for ``data``, saving its figures through ``figs``."""
     cfg = data.config
@@ -537,12 +538,40 @@ def render_html(
     head = _headline(data)
     note_html = "".join(f'<p class="note" id="{ident}">{text}</p>' for ident, text in notes)
     body = head + note_html + f"<p>Criterion: {esc(_criterion_text(cfg))}.</p>"
-    if has_trials:
+    scene_run = "n_leaves" in data.trials.columns
+    if has_trials and not scene_run:
         body += "<h3>Strongest attack per sign class</h3>" + _strongest_table(data)
     sections.append(("headline", "Headline", body))
-    if has_trials:
+    if has_trials and scene_run:
+        prepared_scene = prepared if prepared is not None else _prepared(data)[:2]
+        t = data.trials
+        sections.append(
+            (
+                "coverage",
+                "Leaves and coverage",
+                "<p>Random scenes of several leaves: success against the share of the sign "
+                "face the leaves cover together (union), one line per number of leaves. "
+                "Compare scene runs of different leaf counts at equal coverage.</p>"
+                + figs.add("success_vs_coverage", lambda: fig_success_vs_coverage(t)),
+            )
+        )
+        sections.append(
+            (
+                "confusion",
+                "Confusion under attack",
+                figs.add("confusion", lambda: fig_confusion(t)),
+            )
+        )
+        sections.append(
+            (
+                "gallery",
+                "Strongest attacks",
+                _gallery(data, figs, prepared_scene[0], prepared_scene[1], ""),
+            )
+        )
+    elif has_trials:
         prep: Prepared | None
-        plan: TrialPlan | None
+        plan: Plan | None
         if prepared is not None:
             prep, plan, reason = prepared[0], prepared[1], ""
         else:
@@ -619,7 +648,7 @@ def render_html(
 
 
 def write_report(
-    run_dir: str | os.PathLike[str], *, prepared: tuple[Prepared, TrialPlan] | None = None
+    run_dir: str | os.PathLike[str], *, prepared: tuple[Prepared, Plan] | None = None
 ) -> Path:
     """Write ``RUN_DIR/figures/*.png`` and a self-contained ``RUN_DIR/report.html``.
 
