@@ -36,6 +36,7 @@ from leafattack.leaves import builtin_leaves_dir, load_leaves
 from leafattack.models import resolve_device
 from leafattack.report.html import write_report
 from leafattack.rundir import (
+    check_attacked_set,
     check_resumable,
     csv_bytes,
     disk_error,
@@ -106,11 +107,12 @@ def _run_locked(prep: Prepared, run_dir: Path) -> tuple[RunResult, Plan]:
     config = prep.config
     doc = run_config_document(config, prep.fingerprints)
     check_resumable(run_dir, doc, config.overwrite)
+    clean = clean_predictions(prep)
+    attackable = attack_mask(clean, prep.target_index)
+    clean["attacked"] = attackable
+    check_attacked_set(run_dir, [int(s) for s in prep.sign_ids[attackable]])
     try:
         write_atomic(run_dir / "config.toml", tomli_w.dumps(doc).encode())
-        clean = clean_predictions(prep)
-        attackable = attack_mask(clean, prep.target_index)
-        clean["attacked"] = attackable
         write_atomic(run_dir / "clean.csv", csv_bytes(clean, header=True))
     except OSError as exc:
         raise disk_error(run_dir, exc) from None
@@ -168,6 +170,8 @@ def render(
     """
     if not 16 <= sign_size <= 1024:
         raise LeafattackError(f"sign_size={sign_size}: expected 16..1024 pixels")
+    if seed < 0:
+        raise LeafattackError(f"seed={seed}: expected a non-negative integer")
     sign_set = load_signs(signs)
     folder = builtin_leaves_dir() if leaves == "builtin" else Path(leaves)
     library = {leaf.leaf_id: leaf for leaf in load_leaves(folder)}

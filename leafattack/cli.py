@@ -58,7 +58,10 @@ def format_run_summary(result: Any) -> str:
         )
     )
     if s.empty:
-        lines.append("no trials were run (no sign is classified correctly when clean)")
+        lines.append(
+            "no trials were run (no sign is classified correctly when clean, or every such "
+            "sign is already of the target class)"
+        )
         return "\n".join(lines)
     if result.resumed_from:
         lines.append(f"resumed after {result.resumed_from} of {result.n_trials} trials")

@@ -104,9 +104,15 @@ class RunConfig:
             raise LeafattackError(
                 f"leaves_per_scene={self.leaves_per_scene}: expected 1 to 16 leaves"
             )
-        if not 0 <= self.scenes_per_sign <= 10_000_000:
+        if self.scenes_per_sign < 0 or self.scenes_per_sign * self.leaves_per_scene > 1_000_000:
             raise LeafattackError(
-                f"scenes_per_sign={self.scenes_per_sign}: expected 0 (the grid) to 10000000"
+                f"scenes_per_sign={self.scenes_per_sign}: expected 0 (the grid) or a count with "
+                f"scenes_per_sign x leaves_per_scene <= 1000000 (the scenes are held in memory)"
+            )
+        if self.scenes_per_sign and (self.edges or self.executor != "local"):
+            raise LeafattackError(
+                "random multi-leaf scenes (scenes_per_sign > 0) run on the local executor and "
+                "without --edges for now (expected a grid run for those)"
             )
         if self.leaves_per_scene > 1 and not self.scenes_per_sign:
             raise LeafattackError(

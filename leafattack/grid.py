@@ -278,6 +278,23 @@ class TrialPlan:
         }
 
 
+def angle_range(angles: tuple[float, ...]) -> tuple[float, float]:
+    """The interval random scenes draw angles from: the full circle ``[a0, a0 + 360)`` when
+    the grid's angles are evenly spaced around it (the default 0, 45, ..., 315), else from
+    the smallest to the largest angle.
+
+    Example:
+        >>> angle_range((0.0, 90.0, 180.0, 270.0)), angle_range((0.0, 30.0))
+        ((0.0, 360.0), (0.0, 30.0))
+    """
+    a = np.sort(np.asarray(angles, dtype=np.float64))
+    if len(a) >= 2:
+        step = np.diff(a)
+        if np.allclose(step, step[0]) and math.isclose(a[-1] + step[0], a[0] + 360.0):
+            return float(a[0]), float(a[0]) + 360.0
+    return float(a[0]), float(a[-1])
+
+
 def sample_litter(
     n_scenes: int,
     leaves: int,

@@ -147,6 +147,23 @@ def check_resumable(run_dir: Path, doc: Mapping[str, Any], overwrite: bool) -> N
             shutil.rmtree(run_dir / sub, ignore_errors=True)
 
 
+def check_attacked_set(run_dir: Path, attacked: list[int]) -> None:
+    """Refuse, before anything is written, a resume that would attack other signs than
+    the rows in ``trials.csv`` were made for (clean predictions that changed with another
+    device or torch version).
+
+    Raises:
+        ResumeMismatch: ``progress.json`` records rows and another attacked set.
+    """
+    progress = read_progress(run_dir / PROGRESS_FILE)
+    if progress["rows"] and "attacked" in progress and progress["attacked"] != attacked:
+        raise ResumeMismatch(
+            f"{run_dir}: resuming would change the attacked signs recorded in "
+            f"{PROGRESS_FILE} (clean predictions differ from the first run's); "
+            f"rerun with --overwrite"
+        )
+
+
 def read_progress(path: Path) -> dict[str, Any]:
     """A progress file's content; no progress when it is missing, damaged, or its ``rows``
     and ``bytes`` are not non-negative integers."""

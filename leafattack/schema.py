@@ -68,6 +68,7 @@ scene."""
 
 LEAF_COLUMNS: Final[dict[str, str]] = {
     "trial_id": "int64",
+    "sign_id": "int64",
     "slot": "int64",  # stacking order: later slots lie over earlier ones
     "leaf_id": "string",
     "species": "string",
@@ -77,8 +78,8 @@ LEAF_COLUMNS: Final[dict[str, str]] = {
     "x": "float64",
     "y": "float64",
 }
-"""leaves.csv of a multi-leaf run: one row per leaf of each scene (the scenes-file format
-of ``leafattack render``, with ``trial_id`` as the scene id)."""
+"""leaves.csv of a multi-leaf run: one row per leaf of each scene, floats written exactly
+(``%.9g``); ``leafattack render`` reads it as a scenes file (``trial_id`` = scene id)."""
 
 
 def trial_columns(targeted: bool, scenes: bool = False) -> dict[str, str]:

@@ -91,6 +91,9 @@ BAD = [
     ("k17", HEADER + "".join(ROW.replace("0,0,0,", f"0,0,{k},") for k in range(17)),
      "has 17 leaves (expected 1 to 16)"),
     ("empty", HEADER, "holds no scenes"),
+    ("huge_slot", HEADER + ROW.replace("0,0,0,", "0,0,9223372036854775808,"),
+     "line 2: slot '9223372036854775808'"),
+    ("huge_angle", HEADER + ROW.replace(",0.3,0,", ",0.3,1e39,"), "line 2: angle '1e39'"),
 ]
 
 
@@ -144,3 +147,23 @@ def test_bad_view_spec_is_one_line(
                  str(tmp_path / "o"), "--views", "yaw=30:-30", "--quiet"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "yaw" in err[0], err
+
+
+def test_render_refuses_a_negative_seed(tmp_path: Path, signs4: Path) -> None:
+    from leafattack.errors import LeafattackError
+
+    scenes = write(tmp_path / "s.csv", ["a,0,0,oak_red_0,red,0.4,0,0.5,0.5"])
+    with pytest.raises(LeafattackError, match="seed=-1"):
+        api.render(scenes, tmp_path / "o", signs=str(signs4), views="noise=0.1", seed=-1)
+
+
+def test_view_noise_of_different_seeds_differs(tmp_path: Path, signs4: Path) -> None:
+    """Batch seeds derive from (seed, batch start): scene 256 of seed 0 is not scene 0 of
+    seed 256."""
+    rows = [f"{i:03d},0,0,oak_red_0,red,0.4,0,0.5,0.5" for i in range(300)]
+    scenes = write(tmp_path / "s.csv", rows)
+    a = api.render(scenes, tmp_path / "a", signs=str(signs4), views="noise=0.3", seed=0,
+                   quiet=True)
+    b = api.render(scenes, tmp_path / "b", signs=str(signs4), views="noise=0.3", seed=256,
+                   quiet=True)
+    assert not np.array_equal(read_rgb(a[256]), read_rgb(b[0]))

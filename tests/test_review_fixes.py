@@ -131,10 +131,11 @@ def test_resume_refuses_a_changed_attacked_set(tmp_path: Path, signs4: Path) -> 
     progress["bytes"] = len(b"".join(
         (res.run_dir / "trials.csv").read_bytes().splitlines(keepends=True)[: -18]))
     progress_path.write_text(json.dumps(progress))
-    before = (res.run_dir / "trials.csv").read_bytes()
+    before = {n: (res.run_dir / n).read_bytes() for n in ("trials.csv", "clean.csv")}
     with pytest.raises(LeafattackError, match="attacked"):
         api.run(cfg)
-    assert (res.run_dir / "trials.csv").read_bytes() == before  # nothing appended
+    for name, data in before.items():  # refused before anything was written
+        assert (res.run_dir / name).read_bytes() == data, name
 
 
 # e. a run directory is self-describing from any working directory

@@ -223,7 +223,8 @@ def composite_scenes(
 def leaf_rows(prep: Prepared, plan: ScenePlan) -> pd.DataFrame:
     """Every leaf of every attacked scene, as LEAF_COLUMNS rows (leaves.csv), scene-major.
 
-    The ``size``, ``angle``, ``x`` and ``y`` are the float32 values the renderer uses."""
+    The ``size``, ``angle``, ``x`` and ``y`` are the float32 values the renderer uses
+    (written with ``%.9g`` they read back exactly)."""
     d = plan.decode(0, plan.total_active)
     n, k = d["x"].shape
     v = d["variant"].ravel()
@@ -231,6 +232,7 @@ def leaf_rows(prep: Prepared, plan: ScenePlan) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "trial_id": np.repeat(d["trial_id"], k),
+            "sign_id": np.repeat(prep.sign_ids[d["sign"]], k),
             "slot": np.tile(np.arange(k, dtype=np.int64), n),
             "leaf_id": np.array([x.leaf_id for x in variants], dtype=object)[v],
             "species": np.array([x.species for x in variants], dtype=object)[v],

@@ -15,7 +15,7 @@ from leafattack.engine.evaluate import leaf_rows, local_batches
 from leafattack.engine.preparation import Prepared
 from leafattack.errors import LeafattackError
 from leafattack.grid import Plan, ScenePlan
-from leafattack.rundir import PROGRESS_FILE, AppendLog, csv_bytes, write_atomic
+from leafattack.rundir import PROGRESS_FILE, AppendLog, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,8 @@ def execute_trials(prep: Prepared, plan: Plan, run_dir: Path) -> tuple[int, floa
                 "random multi-leaf scenes run on the local executor only (use --executor local)"
             )
         # The scenes depend only on the config and seed: written whole, before any trial.
-        write_atomic(run_dir / LEAVES_FILE, csv_bytes(leaf_rows(prep, plan), header=True))
+        leaves = leaf_rows(prep, plan).to_csv(index=False, float_format="%.9g", lineterminator="\n")
+        write_atomic(run_dir / LEAVES_FILE, leaves.encode())
     table = AppendLog(
         run_dir / TRIALS_FILE,
         run_dir / PROGRESS_FILE,

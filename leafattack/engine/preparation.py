@@ -25,6 +25,7 @@ from leafattack.grid import (
     Plan,
     ScenePlan,
     TrialPlan,
+    angle_range,
     sample_litter,
     sign_positions,
 )
@@ -245,8 +246,8 @@ def scene_plan(prep: Prepared, active: np.ndarray) -> ScenePlan:
     """Random scenes of a run with ``scenes_per_sign > 0``: each sign's scenes are drawn by
     :func:`~leafattack.grid.sample_litter` from their own generator, seeded by the run's seed
     and the sign's index in the sign set, so a sign's scenes do not depend on which other
-    signs are in the run. Sizes and angles are uniform between the grid's smallest and
-    largest values; centres are uniform over the sign face."""
+    signs are in the run. Sizes are uniform between the grid's smallest and largest size,
+    angles over :func:`~leafattack.grid.angle_range`; centres uniform over the sign face."""
     cfg = prep.config
     g = cfg.grid
     masks = prep.sign_masks.cpu().numpy()
@@ -256,7 +257,7 @@ def scene_plan(prep: Prepared, active: np.ndarray) -> ScenePlan:
             cfg.leaves_per_scene,
             len(prep.variants),
             (min(g.sizes), max(g.sizes)),
-            (min(g.angles), max(g.angles)),
+            angle_range(g.angles),
             masks[j],
             np.random.default_rng([cfg.seed, int(sid)]),
         )

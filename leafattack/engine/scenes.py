@@ -1,6 +1,7 @@
 """Scenes files: read a scenes CSV, resolve its leaves, and render it to PNGs.
 
-A scenes CSV has one row per leaf::
+A scenes CSV has one row per leaf (a run's ``leaves.csv`` and a grid run's ``best.csv``
+read as scenes files too: ``trial_id`` is then the scene id, and a missing ``slot`` is 0)::
 
     scene_id,sign_id,slot,leaf_id,colour,size,angle,x,y
     0,3,0,maple_red_0,red,0.4,30,0.5,0.4
@@ -92,6 +93,10 @@ def read_scenes(path: str | os.PathLike[str], n_signs: int, leaves: dict[str, Le
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise LeafattackError(f"{p}: not a readable scenes CSV ({first})") from None
+    if "scene_id" not in df.columns and "trial_id" in df.columns:
+        df = df.rename(columns={"trial_id": "scene_id"})  # a run's leaves.csv or best.csv
+    if "slot" not in df.columns and "scene_id" in df.columns:
+        df["slot"] = "0"  # one leaf per scene (a grid run's best.csv)
     missing = [c for c in SCENE_COLUMNS if c not in df.columns]
     if missing:
         raise LeafattackError(
@@ -109,8 +114,14 @@ def read_scenes(path: str | os.PathLike[str], n_signs: int, leaves: dict[str, Le
                 v = float(text)
             except ValueError:
                 raise _row_error(p, line, f"{col} {text!r} is not a number") from None
-            if not math.isfinite(v) or (integer and (not v.is_integer() or v < 0)):
-                kind = "a non-negative integer" if integer else "a finite number"
+            limit = 2.0**53 if integer else 1e9
+            bad_int = integer and (not v.is_integer() or v < 0)
+            if not math.isfinite(v) or bad_int or abs(v) > limit:
+                kind = (
+                    "a non-negative integer below 2**53"
+                    if integer
+                    else "a finite number of magnitude at most 1e9"
+                )
                 raise _row_error(p, line, f"{col} {text!r}: expected {kind}")
             out[i] = v
         return out
@@ -272,7 +283,8 @@ def render_scene_table(
             images, _ = render_scenes(sign_t, mask_t, bank, part)
             if spec is not None:
                 chunk = {k: v[s0:s1] for k, v in params.items()}
-                images = apply_views(images, chunk, seed + s0)
+                batch_seed = int(np.random.SeedSequence([seed, s0]).generate_state(1)[0])
+                images = apply_views(images, chunk, batch_seed)
         for name, img in zip(names[s0:s1], to_uint8_hwc(images), strict=True):
             path = out / f"{name}.png"
             write_png(path, img)

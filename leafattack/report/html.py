@@ -543,7 +543,9 @@ def render_html(
         body += "<h3>Strongest attack per sign class</h3>" + _strongest_table(data)
     sections.append(("headline", "Headline", body))
     if has_trials and scene_run:
-        prepared_scene = prepared if prepared is not None else _prepared(data)[:2]
+        scene_prep, scene_plan, scene_reason = (
+            (prepared[0], prepared[1], "") if prepared is not None else _prepared(data)
+        )
         t = data.trials
         sections.append(
             (
@@ -566,7 +568,7 @@ def render_html(
             (
                 "gallery",
                 "Strongest attacks",
-                _gallery(data, figs, prepared_scene[0], prepared_scene[1], ""),
+                _gallery(data, figs, scene_prep, scene_plan, scene_reason),
             )
         )
     elif has_trials:
