@@ -39,6 +39,7 @@ the standard library.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path, PureWindowsPath
 
 from leafattack.errors import LeafattackError
@@ -109,3 +110,11 @@ def resolve_inside(root: Path, rel: str, where: str) -> Path:
             f"through a symlink (expected a path inside {root})"
         )
     return path
+
+
+def safe_name(text: str) -> str:
+    """``text`` as one flat, portable file-name part: runs of characters other than ASCII
+    letters, digits, ``_`` and ``-`` become ``_`` (``"Speed limit (20km/h)"`` ->
+    ``"Speed_limit_20km_h"``); never empty, and no ``.``, so never ``..``."""
+    out = re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_")
+    return out or "sign"

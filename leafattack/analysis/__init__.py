@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from leafattack.analysis.best import (
-    safe_name,
     write_best,
 )
 from leafattack.analysis.edge_analysis import (
@@ -50,6 +49,7 @@ from leafattack.analysis.stats import (
 from leafattack.analysis.summary import (
     RATE_COLUMNS,
     STRONGEST_RULES,
+    coverage_bins,
     rate_by,
     rate_table,
     signs_fooled,
@@ -79,6 +79,7 @@ __all__ = [
     "chamfer",
     "compute_edges",
     "correlation_table",
+    "coverage_bins",
     "dilate_batch",
     "edge_density_change",
     "edge_iou",
@@ -95,7 +96,6 @@ __all__ = [
     "resize_masks",
     "roc_auc",
     "run_edges",
-    "safe_name",
     "signs_fooled",
     "spearman",
     "strongest",

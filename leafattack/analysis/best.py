@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -12,14 +11,7 @@ from leafattack.engine.evaluate import recompose
 from leafattack.engine.preparation import Prepared
 from leafattack.grid import Plan
 from leafattack.imageio import write_png
-
-
-def safe_name(text: str) -> str:
-    """``text`` as one flat, portable file-name part: runs of characters other than ASCII
-    letters, digits, ``_`` and ``-`` become ``_`` (``"Speed limit (20km/h)"`` ->
-    ``"Speed_limit_20km_h"``); never empty, and no ``.``, so never ``..``."""
-    out = re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_")
-    return out or "sign"
+from leafattack.paths import safe_name
 
 
 def write_best(prep: Prepared, plan: Plan, best: pd.DataFrame, run_dir: Path) -> pd.DataFrame:

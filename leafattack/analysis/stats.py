@@ -30,9 +30,9 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import pandas as pd
@@ -154,6 +154,19 @@ def point_biserial(metric: np.ndarray, success: np.ndarray) -> tuple[float, floa
     return float(res.statistic), float(res.pvalue)
 
 
+def _correlate(
+    test: Callable[[np.ndarray, np.ndarray], Any], x: np.ndarray, y: np.ndarray
+) -> tuple[float, float]:
+    """``(statistic, p)`` of a scipy correlation test on the complete pairs; NaN for fewer
+    than 3 pairs or a constant variable."""
+    a, b = _complete(x, y)
+    if _degenerate(a, b):
+        return _NAN2
+    with _quiet():
+        res = test(a, b)
+    return float(res.statistic), float(res.pvalue)
+
+
 def pearson(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """Pearson r and two-sided p-value (``scipy.stats.pearsonr``); NaN pairs dropped.
 
@@ -169,12 +182,7 @@ def pearson(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         >>> round(r, 4)
         0.9979
     """
-    a, b = _complete(x, y)
-    if _degenerate(a, b):
-        return _NAN2
-    with _quiet():
-        res = stats.pearsonr(a, b)
-    return float(res.statistic), float(res.pvalue)
+    return _correlate(stats.pearsonr, x, y)
 
 
 def spearman(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -195,12 +203,7 @@ def spearman(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         >>> round(rho, 2)
         0.8
     """
-    a, b = _complete(x, y)
-    if _degenerate(a, b):
-        return _NAN2
-    with _quiet():
-        res = stats.spearmanr(a, b)
-    return float(res.statistic), float(res.pvalue)
+    return _correlate(stats.spearmanr, x, y)
 
 
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:

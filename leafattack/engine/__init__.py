@@ -7,14 +7,18 @@ from leafattack.engine.evaluate import (
     batch_bounds,
     classify,
     clean_predictions,
+    composite_scenes,
     composite_trials,
     decode_trial_ids,
     evaluate_range,
+    leaf_rows,
     local_batches,
     placement_tensors,
     recompose,
+    variant_columns,
 )
 from leafattack.engine.execute import (
+    LEAVES_FILE,
     TRIALS_FILE,
     execute_trials,
     remote_batches,
@@ -29,6 +33,7 @@ from leafattack.engine.preparation import (
     pooled_stack,
     prepare,
     resize_signs,
+    scene_plan,
     select_signs,
 )
 from leafattack.engine.scenes import (
@@ -37,12 +42,12 @@ from leafattack.engine.scenes import (
     SceneTable,
     read_scenes,
     render_scene_table,
-    safe_scene_name,
     variant_images,
 )
 
 __all__ = [
     "BatchEvaluator",
+    "LEAVES_FILE",
     "LeafVariant",
     "MAX_LEAVES_PER_SCENE",
     "Prepared",
@@ -54,10 +59,12 @@ __all__ = [
     "build_plan",
     "classify",
     "clean_predictions",
+    "composite_scenes",
     "composite_trials",
     "decode_trial_ids",
     "evaluate_range",
     "execute_trials",
+    "leaf_rows",
     "load_leaf_variants",
     "local_batches",
     "open_run",
@@ -69,7 +76,8 @@ __all__ = [
     "remote_batches",
     "render_scene_table",
     "resize_signs",
-    "safe_scene_name",
+    "scene_plan",
     "select_signs",
+    "variant_columns",
     "variant_images",
 ]

@@ -82,10 +82,17 @@ class BatchEvaluator:
     plan: Plan
     size_str: np.ndarray = field(init=False)
     angle_str: np.ndarray = field(init=False)
+    names: np.ndarray = field(init=False)
+    files: np.ndarray = field(init=False)
+    variant_columns: dict[str, np.ndarray] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.size_str = _fmt(self.prep.config.grid.sizes)
-        self.angle_str = _fmt(self.prep.config.grid.angles)
+        prep = self.prep
+        self.size_str = _fmt(prep.config.grid.sizes)
+        self.angle_str = _fmt(prep.config.grid.angles)
+        self.names = np.array(prep.classifier.class_names, dtype=object)
+        self.files = np.array(prep.signs.files, dtype=object)
+        self.variant_columns = variant_columns(prep)
 
     def evaluate(self, k0: int, k1: int) -> tuple[dict[str, np.ndarray], torch.Tensor]:
         """Run active trials ``k0..k1``; returns decoded params and (N, K) probabilities.
@@ -128,59 +135,34 @@ class BatchEvaluator:
         true = torch.from_numpy(prep.true_labels[d["sign"]]).to(probs.device)
         success = prep.criterion(probs, true)
         pred = probs.argmax(1)
-        pred_conf = probs.gather(1, pred[:, None])[:, 0]
-        true_conf = probs.gather(1, true[:, None])[:, 0]
-        names = np.array(prep.classifier.class_names, dtype=object)
-        if isinstance(self.plan, ScenePlan):
-            files = np.array(prep.signs.files, dtype=object)
-            sign_ids = prep.sign_ids[d["sign"]]
-            true_np = prep.true_labels[d["sign"]]
-            pred_np = pred.cpu().numpy()
-            return pd.DataFrame(
-                {
-                    "trial_id": d["trial_id"],
-                    "sign_id": sign_ids,
-                    "sign_file": files[sign_ids],
-                    "true_label": true_np,
-                    "true_name": names[true_np],
-                    "n_leaves": np.full(len(true_np), self.plan.leaves, dtype=np.int64),
-                    "occluded_frac": d["occluded_frac"],
-                    "pred_label": pred_np,
-                    "pred_name": names[pred_np],
-                    "pred_conf": pred_conf.double().cpu().numpy(),
-                    "true_conf": true_conf.double().cpu().numpy(),
-                    **self._target_column(probs),
-                    "success": success.cpu().numpy(),
-                }
-            )
-        v = d["variant"]
-        leaf_id = np.array([x.leaf_id for x in prep.variants], dtype=object)
-        species = np.array([x.species for x in prep.variants], dtype=object)
-        colour = np.array([x.colour for x in prep.variants], dtype=object)
-        files = np.array(prep.signs.files, dtype=object)
-        sign_ids = prep.sign_ids[d["sign"]]
-        true_np = prep.true_labels[d["sign"]]
         pred_np = pred.cpu().numpy()
-        return pd.DataFrame(
-            {
-                "trial_id": d["trial_id"],
-                "sign_id": sign_ids,
-                "sign_file": files[sign_ids],
-                "true_label": true_np,
-                "true_name": names[true_np],
-                "leaf_id": leaf_id[v],
-                "species": species[v],
-                "colour": colour[v],
+        true_np = prep.true_labels[d["sign"]]
+        sign_ids = prep.sign_ids[d["sign"]]
+        if isinstance(self.plan, ScenePlan):
+            leaf = {"n_leaves": np.full(len(true_np), self.plan.leaves, dtype=np.int64)}
+        else:
+            v = d["variant"]
+            leaf = {
+                **{name: values[v] for name, values in self.variant_columns.items()},
                 "size": self.size_str[d["size_idx"]],
                 "angle": self.angle_str[d["angle_idx"]],
                 "x": _fmt_array(d["x"]),
                 "y": _fmt_array(d["y"]),
                 "position": d["position"],
+            }
+        return pd.DataFrame(
+            {
+                "trial_id": d["trial_id"],
+                "sign_id": sign_ids,
+                "sign_file": self.files[sign_ids],
+                "true_label": true_np,
+                "true_name": self.names[true_np],
+                **leaf,
                 "occluded_frac": d["occluded_frac"],
                 "pred_label": pred_np,
-                "pred_name": names[pred_np],
-                "pred_conf": pred_conf.double().cpu().numpy(),
-                "true_conf": true_conf.double().cpu().numpy(),
+                "pred_name": self.names[pred_np],
+                "pred_conf": probs.gather(1, pred[:, None])[:, 0].double().cpu().numpy(),
+                "true_conf": probs.gather(1, true[:, None])[:, 0].double().cpu().numpy(),
                 **self._target_column(probs),
                 "success": success.cpu().numpy(),
             }
@@ -192,6 +174,15 @@ class BatchEvaluator:
         if t is None:
             return {}
         return {schema.TARGET_CONF: probs[:, t].double().cpu().numpy()}
+
+
+def variant_columns(prep: Prepared) -> dict[str, np.ndarray]:
+    """``leaf_id``, ``species`` and ``colour`` of every leaf variant, as object arrays
+    indexed by variant."""
+    return {
+        name: np.array([getattr(v, name) for v in prep.variants], dtype=object)
+        for name in ("leaf_id", "species", "colour")
+    }
 
 
 def composite_scenes(
@@ -228,15 +219,12 @@ def leaf_rows(prep: Prepared, plan: ScenePlan) -> pd.DataFrame:
     d = plan.decode(0, plan.total_active)
     n, k = d["x"].shape
     v = d["variant"].ravel()
-    variants = prep.variants
     return pd.DataFrame(
         {
             "trial_id": np.repeat(d["trial_id"], k),
             "sign_id": np.repeat(prep.sign_ids[d["sign"]], k),
             "slot": np.tile(np.arange(k, dtype=np.int64), n),
-            "leaf_id": np.array([x.leaf_id for x in variants], dtype=object)[v],
-            "species": np.array([x.species for x in variants], dtype=object)[v],
-            "colour": np.array([x.colour for x in variants], dtype=object)[v],
+            **{name: values[v] for name, values in variant_columns(prep).items()},
             **{
                 name: d[name].astype(np.float32).astype(np.float64).ravel()
                 for name in ("size", "angle", "x", "y")

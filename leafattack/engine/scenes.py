@@ -36,6 +36,7 @@ from leafattack.engine.preparation import resize_signs
 from leafattack.errors import LeafattackError
 from leafattack.imageio import write_png
 from leafattack.leaves import FALL_COLOURS, NATURAL, Leaf, recolour
+from leafattack.paths import safe_name
 
 log = logging.getLogger(__name__)
 
@@ -223,12 +224,6 @@ def variant_images(variants: tuple[str, ...], leaves: dict[str, Leaf]) -> list[n
     return out
 
 
-def safe_scene_name(scene_id: str) -> str:
-    """A scene id as a flat file name stem (path separators and odd characters -> ``_``)."""
-    out = "".join(c if c.isalnum() or c in "-_." else "_" for c in scene_id).strip(".")
-    return out or "scene"
-
-
 def render_scene_table(
     table: SceneTable,
     signs: SignSet,
@@ -262,7 +257,7 @@ def render_scene_table(
     )
     b = table.batch
     out.mkdir(parents=True, exist_ok=True)
-    names = [safe_scene_name(s) for s in table.scene_ids]
+    names = [safe_name(s) for s in table.scene_ids]
     if len(set(names)) != len(names):
         raise LeafattackError("scene ids collide once made file names (use plain ids)")
     spec = views if views is not None and not views.is_identity else None

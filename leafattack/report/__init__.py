@@ -14,6 +14,7 @@ from leafattack.report.figures import (
     fig_edge_distributions,
     fig_gallery,
     fig_position_heatmaps,
+    fig_success_vs_coverage,
     fig_success_vs_rotation,
     fig_success_vs_size,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "fig_edge_distributions",
     "fig_gallery",
     "fig_position_heatmaps",
+    "fig_success_vs_coverage",
     "fig_success_vs_rotation",
     "fig_success_vs_size",
     "gallery_edge_config",
