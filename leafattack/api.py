@@ -24,14 +24,14 @@ from leafattack.analysis.best import write_best
 from leafattack.analysis.edge_analysis import EdgesResult, compute_edges
 from leafattack.analysis.summary import strongest, summarise
 from leafattack.compose.views import ViewSpec
-from leafattack.config import RunConfig, default_out
+from leafattack.config import APPEARANCES, RunConfig, default_out
 from leafattack.data import load_signs
-from leafattack.engine.evaluate import clean_predictions
+from leafattack.engine.evaluate import clean_predictions, sign_records
 from leafattack.engine.execute import execute_trials
 from leafattack.engine.preparation import Prepared, attack_mask, build_plan, prepare
 from leafattack.engine.scenes import read_scenes, render_scene_table
 from leafattack.errors import LeafattackError
-from leafattack.grid import Plan
+from leafattack.grid import SIZE_UNITS, Plan
 from leafattack.leaves import builtin_leaves_dir, load_leaves
 from leafattack.models import resolve_device
 from leafattack.report.html import write_report
@@ -114,6 +114,7 @@ def _run_locked(prep: Prepared, run_dir: Path) -> tuple[RunResult, Plan]:
     try:
         write_atomic(run_dir / "config.toml", tomli_w.dumps(doc).encode())
         write_atomic(run_dir / "clean.csv", csv_bytes(clean, header=True))
+        write_atomic(run_dir / "signs.csv", csv_bytes(sign_records(prep), header=True))
     except OSError as exc:
         raise disk_error(run_dir, exc) from None
     skipped = clean.loc[~attackable]
@@ -151,8 +152,15 @@ def render(
     quiet: bool = False,
     views: str | None = None,
     seed: int = 0,
+    size_unit: str = "face",
+    appearance: str = "auto",
+    shadow: bool = False,
 ) -> list[Path]:
     """Render the scenes of a scenes CSV to ``OUT/<scene_id>.png`` without any attack.
+
+    Signs and leaves are prepared as a run with the same ``seed``, ``size_unit``,
+    ``appearance`` and ``shadow`` prepares them (faces, padding, matched leaves), so a
+    run's ``best.csv`` renders to its ``best/*.png``.
 
     ``views`` is a :class:`~leafattack.compose.views.ViewSpec` text (``"yaw=-30:30,
     distance=1:4"``, or ``approach``): each scene is then seen under one seeded viewing
@@ -172,6 +180,12 @@ def render(
         raise LeafattackError(f"sign_size={sign_size}: expected 16..1024 pixels")
     if seed < 0:
         raise LeafattackError(f"seed={seed}: expected a non-negative integer")
+    if size_unit not in SIZE_UNITS:
+        raise LeafattackError(f"size_unit={size_unit!r}: expected one of {', '.join(SIZE_UNITS)}")
+    if appearance not in APPEARANCES:
+        raise LeafattackError(
+            f"appearance={appearance!r}: expected one of {', '.join(APPEARANCES)}"
+        )
     sign_set = load_signs(signs)
     folder = builtin_leaves_dir() if leaves == "builtin" else Path(leaves)
     library = {leaf.leaf_id: leaf for leaf in load_leaves(folder)}
@@ -181,8 +195,18 @@ def render(
     table = read_scenes(scenes, len(sign_set), library)
     try:
         return render_scene_table(
-            table, sign_set, library, Path(out), sign_size=sign_size,
-            device=resolve_device(device), quiet=quiet, views=spec, seed=seed,
+            table,
+            sign_set,
+            library,
+            Path(out),
+            sign_size=sign_size,
+            device=resolve_device(device),
+            quiet=quiet,
+            views=spec,
+            seed=seed,
+            size_unit=size_unit,
+            appearance=appearance,
+            shadow=shadow,
         )
     except OSError as exc:
         raise disk_error(Path(out), exc) from None

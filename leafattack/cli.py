@@ -32,7 +32,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     values: dict[str, Any] = load_config(args.config) if args.config else {}
     config = config_from_mapping(values)
-    config = config_from_mapping(_given_flags(args, CONFIG_KEYS), base=config)
+    flags = _given_flags(args, CONFIG_KEYS)
+    if args.sizes_cm is not None:
+        if args.sizes is not None:
+            raise LeafattackError("--sizes and --sizes-cm: expected one of them, not both")
+        flags.update(sizes=args.sizes_cm, size_unit="cm")
+    elif args.sizes is not None:
+        flags["size_unit"] = "face"
+    config = config_from_mapping(flags, base=config)
     assert isinstance(config, RunConfig)
     result = run(config)
     print(format_run_summary(result))
@@ -96,9 +103,18 @@ def cmd_render(args: argparse.Namespace) -> int:
     from leafattack.api import render
 
     paths = render(
-        args.scenes, args.out, signs=args.signs, leaves=args.leaves,
-        sign_size=args.sign_size, device=args.device, quiet=args.quiet,
-        views=args.views, seed=args.seed,
+        args.scenes,
+        args.out,
+        signs=args.signs,
+        leaves=args.leaves,
+        sign_size=args.sign_size,
+        device=args.device,
+        quiet=args.quiet,
+        views=args.views,
+        seed=args.seed,
+        size_unit=args.size_unit,
+        appearance=args.appearance,
+        shadow=args.shadow,
     )
     print(f"wrote {len(paths)} scenes to {args.out}")
     return 0
@@ -295,7 +311,24 @@ def build_parser() -> argparse.ArgumentParser:
         dest="colours",
         help="comma-separated fall colours, or natural (default natural)",
     )
-    r.add_argument("--sizes", help="leaf longest side / sign width, e.g. 0.2,0.3,0.4,0.5")
+    r.add_argument(
+        "--sizes", help="leaf longest side / sign face width, e.g. 0.2,0.3,0.4,0.5 (default)"
+    )
+    r.add_argument(
+        "--sizes-cm",
+        dest="sizes_cm",
+        help="leaf longest side in cm, e.g. 8,12,16: converted per sign through standard "
+        "sign-face sizes (MUTCD for LISA classes, German VwV-StVO for GTSRB)",
+    )
+    r.add_argument(
+        "--appearance",
+        choices=["auto", "matched", "raw"],
+        help="leaf takes on the photo's resolution, blur, exposure and noise (matched) or "
+        "not (raw); auto = matched on photo sources, raw on builtin (default auto)",
+    )
+    r.add_argument(
+        "--shadow", action="store_true", help="matched leaves cast a soft, seeded shadow"
+    )
     r.add_argument("--angles", help="degrees CCW: list or START:STOP:STEP (default 0:360:45)")
     r.add_argument("--positions", help="NxM lattice of leaf centres (default 5x5)")
     r.add_argument("--on-sign-only", action="store_true", help="keep centres on the sign mask")
@@ -350,7 +383,22 @@ def build_parser() -> argparse.ArgumentParser:
         "(keys: yaw pitch rotation distance blur motion motion_angle brightness contrast "
         "gamma temperature noise jpeg); parameters go to OUT/views.csv",
     )
-    rd.add_argument("--seed", type=int, default=0, help="seed of the views (default 0)")
+    rd.add_argument(
+        "--seed", type=int, default=0, help="seed of the views and of matched leaves (default 0)"
+    )
+    rd.add_argument(
+        "--size-unit",
+        choices=["face", "cm"],
+        default="face",
+        help="unit of the size column: fraction of the sign face width, or cm (default face)",
+    )
+    rd.add_argument(
+        "--appearance",
+        choices=["auto", "matched", "raw"],
+        default="auto",
+        help="as run --appearance (default auto: matched on photo sources)",
+    )
+    rd.add_argument("--shadow", action="store_true", help="as run --shadow")
     rd.add_argument("--quiet", action="store_true", help="no progress bar")
     rd.set_defaults(func=cmd_render)
 

@@ -23,6 +23,9 @@ from leafattack.grid import (
     parse_positions,
 )
 
+APPEARANCES: tuple[str, ...] = ("auto", "matched", "raw")
+"""Values of ``RunConfig.appearance``."""
+
 IDENTITY_KEYS = (
     "signs",
     "leaves",
@@ -42,6 +45,9 @@ IDENTITY_KEYS = (
     "on_sign_only",
     "leaves_per_scene",
     "scenes_per_sign",
+    "size_unit",
+    "appearance",
+    "shadow",
 )
 """Config keys that must match for a run directory to be resumed."""
 
@@ -66,6 +72,13 @@ class RunConfig:
         scenes_per_sign: 0 runs the grid (one leaf per scene); N > 0 draws N seeded random
             scenes per sign instead ("leaf litter", :func:`leafattack.grid.sample_litter`).
         leaves_per_scene: leaves in each random scene (1 to 16).
+        appearance: ``matched`` gives each leaf its photo's resolution, blur, exposure,
+            white balance and noise (:mod:`leafattack.compose.appearance`); ``raw`` pastes
+            it as rendered; ``auto`` (default) is matched on photo sources (those without
+            masks of their own: GTSRB, LISA, folders of photos) and raw on the built-in
+            renders (and other sources that ship masks).
+        shadow: with matched appearance, add a soft cast shadow under each leaf at a light
+            direction drawn per sign from the seed.
     """
 
     signs: str = "builtin"
@@ -92,8 +105,18 @@ class RunConfig:
     chunk_size: int = 0
     leaves_per_scene: int = 1
     scenes_per_sign: int = 0
+    appearance: str = "auto"
+    shadow: bool = False
 
     def __post_init__(self) -> None:
+        if self.appearance not in APPEARANCES:
+            raise LeafattackError(
+                f"appearance={self.appearance!r}: expected one of {', '.join(APPEARANCES)}"
+            )
+        if self.shadow and self.appearance == "raw":
+            raise LeafattackError(
+                "shadow needs appearance matched or auto (raw pastes leaves as rendered)"
+            )
         if self.executor not in ("local", "ray"):
             raise LeafattackError(f"executor={self.executor!r}: expected local or ray")
         if self.workers < 1:
@@ -109,10 +132,10 @@ class RunConfig:
                 f"scenes_per_sign={self.scenes_per_sign}: expected 0 (the grid) or a count with "
                 f"scenes_per_sign x leaves_per_scene <= 1000000 (the scenes are held in memory)"
             )
-        if self.scenes_per_sign and (self.edges or self.executor != "local"):
+        if self.scenes_per_sign and self.executor != "local":
             raise LeafattackError(
-                "random multi-leaf scenes (scenes_per_sign > 0) run on the local executor and "
-                "without --edges for now (expected a grid run for those)"
+                "random multi-leaf scenes (scenes_per_sign > 0) run on the local executor "
+                "for now (expected --executor local)"
             )
         if self.leaves_per_scene > 1 and not self.scenes_per_sign:
             raise LeafattackError(
@@ -167,13 +190,28 @@ class RunConfig:
             "gpus_per_worker": self.gpus_per_worker,
             "chunk_size": self.chunk_size,
         }
+        if g.size_unit != "face":
+            flat["size_unit"] = g.size_unit
+        if self.appearance != "auto":
+            flat["appearance"] = self.appearance
+        if self.shadow:
+            flat["shadow"] = True
         if self.scenes_per_sign:  # grid runs keep the keys (and run directory names) they had
             flat["leaves_per_scene"] = self.leaves_per_scene
             flat["scenes_per_sign"] = self.scenes_per_sign
         return {k: v for k, v in flat.items() if v is not None}
 
 
-_GRID_KEYS = {"leaf_ids", "species", "colours", "sizes", "angles", "positions", "on_sign_only"}
+_GRID_KEYS = {
+    "leaf_ids",
+    "species",
+    "colours",
+    "sizes",
+    "angles",
+    "positions",
+    "on_sign_only",
+    "size_unit",
+}
 
 
 _RUN_KEYS = {f.name for f in dataclasses.fields(RunConfig)} - {"grid"}
@@ -229,7 +267,21 @@ def config_from_mapping(values: Mapping[str, Any], base: RunConfig | None = None
                 raise LeafattackError(f"positions {value!r}: expected NxM, e.g. 5x5")
         elif key == "on_sign_only":
             grid_kw[key] = _boolean(value, key)
-        elif key in ("signs", "leaves", "model", "out", "device", "target", "executor", "address"):
+        elif key == "size_unit":
+            if not isinstance(value, str):
+                raise LeafattackError(f"config key {key!r}: expected face or cm, got {value!r}")
+            grid_kw[key] = value
+        elif key in (
+            "signs",
+            "leaves",
+            "model",
+            "out",
+            "device",
+            "target",
+            "executor",
+            "address",
+            "appearance",
+        ):
             if not isinstance(value, str):
                 raise LeafattackError(f"config key {key!r}: expected a string, got {value!r}")
             if "\0" in value:  # no path or name can hold one; os calls would raise ValueError
@@ -238,8 +290,14 @@ def config_from_mapping(values: Mapping[str, Any], base: RunConfig | None = None
                 )
             run_kw[key] = value
         elif key in (
-            "limit_signs", "batch_size", "seed", "sign_size", "workers", "chunk_size",
-            "leaves_per_scene", "scenes_per_sign",
+            "limit_signs",
+            "batch_size",
+            "seed",
+            "sign_size",
+            "workers",
+            "chunk_size",
+            "leaves_per_scene",
+            "scenes_per_sign",
         ):
             run_kw[key] = _integer(value, key)
         elif key in ("min_confidence", "gpus_per_worker"):

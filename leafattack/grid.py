@@ -24,6 +24,10 @@ from leafattack.leaves.colours import NATURAL
 
 DEFAULT_SPECIES: tuple[str, ...] = ("maple", "oak", "poplar")
 DEFAULT_SIZES: tuple[float, ...] = (0.2, 0.3, 0.4, 0.5)
+SIZE_UNITS: tuple[str, ...] = ("face", "cm")
+"""Units of a grid's sizes: fractions of the sign face width, or centimetres."""
+MAX_SIZE_CM: float = 500.0
+"""Largest leaf size in centimetres a grid accepts."""
 DEFAULT_ANGLES: tuple[float, ...] = (0.0, 45.0, 90.0, 135.0, 180.0, 225.0, 270.0, 315.0)
 
 
@@ -90,7 +94,9 @@ class GridSpec:
         leaf_ids: leaf ids to use (empty = every leaf of the chosen species).
         species: species to use (empty = every species in the leaf library).
         colours: fall colours to recolour every leaf into; ``natural`` keeps the leaf as shipped.
-        sizes: leaf's longest side as a fraction of the sign image width, each in (0, 2].
+        sizes: leaf's longest side as a fraction of the sign face width, each in (0, 2]
+            (``size_unit="face"``), or in centimetres, each in (0, 500] (``size_unit="cm"``,
+            converted per sign through :data:`leafattack.data.sizes.FACE_WIDTH_CM`).
         angles: rotations in degrees counter-clockwise.
         positions: ``(N, M)``: N columns × M rows of leaf centres over the sign's bounding box.
         on_sign_only: keep only lattice centres that lie on the sign mask.
@@ -103,15 +109,24 @@ class GridSpec:
     angles: tuple[float, ...] = DEFAULT_ANGLES
     positions: tuple[int, int] = (5, 5)
     on_sign_only: bool = False
+    size_unit: str = "face"
 
     def __post_init__(self) -> None:
+        if self.size_unit not in SIZE_UNITS:
+            raise LeafattackError(
+                f"size_unit={self.size_unit!r}: expected one of {', '.join(SIZE_UNITS)}"
+            )
         if not self.colours:
             raise LeafattackError("colours: empty list (expected at least one colour or natural)")
         if not self.sizes:
             raise LeafattackError("sizes: empty list (expected at least one size in (0, 2])")
         for s in self.sizes:
-            if not (math.isfinite(s) and 0 < s <= 2):
-                raise LeafattackError(f"size {s}: expected a fraction of the sign width in (0, 2]")
+            if self.size_unit == "cm" and not (math.isfinite(s) and 0 < s <= MAX_SIZE_CM):
+                raise LeafattackError(f"size {s} cm: expected centimetres in (0, {MAX_SIZE_CM:g}]")
+            if self.size_unit == "face" and not (math.isfinite(s) and 0 < s <= 2):
+                raise LeafattackError(
+                    f"size {s}: expected a fraction of the sign face width in (0, 2]"
+                )
         if not self.angles:
             raise LeafattackError("angles: empty list (expected at least one angle in degrees)")
         for a in self.angles:

@@ -134,6 +134,7 @@ def check_resumable(run_dir: Path, doc: Mapping[str, Any], overwrite: bool) -> N
             "trials.csv",
             PROGRESS_FILE,
             "clean.csv",
+            "signs.csv",
             "summary.csv",
             "best.csv",
             "edges.csv",
@@ -273,7 +274,8 @@ class AppendLog:
             stale = any(progress.get(k) != v for k, v in self.meta.items())
             if stale or not progress_fits(self.path, progress, self.total):
                 log.warning(
-                    "%s does not describe %s; it starts over", self.progress_path.name,
+                    "%s does not describe %s; it starts over",
+                    self.progress_path.name,
                     self.path.name,
                 )
                 done = 0
@@ -327,7 +329,10 @@ def read_trials(
         LeafattackError: an unreadable file or missing columns (one line).
     """
     path = run_dir / "trials.csv"
-    known = schema.trial_columns(targeted=True)
+    known = {
+        **schema.trial_columns(targeted=True, scenes=True),
+        **schema.trial_columns(targeted=True),
+    }
     wanted = list(columns) if columns is not None else list(schema.TRIAL_COLUMNS)
     empty = pd.DataFrame({k: pd.Series(dtype=known[k]) for k in wanted})
     if not path.exists():

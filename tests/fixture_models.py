@@ -116,3 +116,26 @@ def template_slashed() -> tuple[nn.Module, dict[str, Any]]:
     """The template model with the class ``stop`` named :data:`SLASHED`."""
     names = [SLASHED if n == "stop" else n for n in LISA_CLASSES]
     return TemplateModel(_templates()), {**META, "class_names": names}
+
+
+class MeanColourModel(nn.Module):
+    """Weight-free: logits are a fixed linear map of the image's mean colour (43 classes)."""
+
+    def __init__(self, n_classes: int) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.register_buffer("w", torch.randn((n_classes, 3), generator=g))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3)) @ self.w.T
+
+
+def gtsrb_mean() -> tuple[nn.Module, dict[str, Any]]:
+    """``fixture_models:gtsrb_mean``: the GTSRB class list, bilinear resize."""
+    from leafattack.data import GTSRB_CLASSES
+
+    return MeanColourModel(len(GTSRB_CLASSES)), {
+        **META,
+        "class_names": list(GTSRB_CLASSES),
+        "resize": "bilinear",
+    }

@@ -160,10 +160,9 @@ def test_bad_scene_options_are_one_line(
     assert code == 2 and len(err) == 1 and needle in err[0], err
 
 
-def test_scene_runs_refuse_edges_and_ray_before_any_work(tmp_path: Path, signs4: Path) -> None:
-    for kw in ({"edges": True}, {"executor": "ray"}):
-        with pytest.raises(LeafattackError, match="local executor and without --edges"):
-            config(tmp_path / "x", signs4, **kw)
+def test_scene_runs_refuse_ray_before_any_work(tmp_path: Path, signs4: Path) -> None:
+    with pytest.raises(LeafattackError, match="local executor"):
+        config(tmp_path / "x", signs4, executor="ray")
     assert not (tmp_path / "x").exists()
     with pytest.raises(LeafattackError, match="<= 1000000"):
         config(tmp_path / "x", signs4, scenes_per_sign=100_000, leaves_per_scene=16)
@@ -179,6 +178,16 @@ def test_full_circle_of_angles() -> None:
     assert angle_range((30.0,)) == (30.0, 30.0)
 
 
-def test_edges_refuse_scene_runs(k3: api.RunResult) -> None:
-    with pytest.raises(LeafattackError, match="multi-leaf scene runs"):
-        run_edges(k3.run_dir, quiet=True, device="cpu")
+def test_edges_of_scene_runs(k3: api.RunResult) -> None:
+    """Every scene gets its edge metrics, with the union of its leaves as the leaf region
+    (checked against the OpenCV reference in test_scenes), and the correlations are broken
+    down by the number of leaves."""
+    res = run_edges(k3.run_dir, quiet=True, device="cpu", n_boot=20)
+    trials = pd.read_csv(k3.run_dir / "trials.csv")
+    assert res.edges["trial_id"].tolist() == trials["trial_id"].tolist()
+    assert res.edges["edges_lost"].between(0, 1).all()
+    assert set(res.correlation["subset"].astype(str)) >= {"all"}
+    # a scene covering more of its sign loses more of its edges, on average
+    joined = trials.merge(res.edges, on="trial_id")
+    rho = joined[["occluded_frac", "edges_lost"]].corr(method="spearman").iloc[0, 1]
+    assert rho > 0.3

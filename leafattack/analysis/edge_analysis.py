@@ -28,7 +28,7 @@ from leafattack.analysis.edges import (
 )
 from leafattack.analysis.stats import correlation_table, format_correlation_table
 from leafattack.compose.functional import to_uint8_hwc
-from leafattack.engine.evaluate import batch_bounds, composite_trials
+from leafattack.engine.evaluate import batch_bounds, composite_scenes_covered, composite_trials
 from leafattack.engine.preparation import Prepared, open_run
 from leafattack.errors import LeafattackError
 from leafattack.grid import Plan, ScenePlan
@@ -50,6 +50,9 @@ EDGES_PROGRESS = "edges_progress.json"
 
 
 NEEDED_TRIAL_COLUMNS = ("trial_id", "sign_id", "species", "size", "true_conf", "success")
+NEEDED_SCENE_COLUMNS = ("trial_id", "sign_id", "n_leaves", "true_conf", "success")
+"""Columns of a multi-leaf scene run's trials.csv that the edge analysis reads; its
+correlations are broken down by the number of leaves instead of species and size."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +66,9 @@ class EdgesResult:
     table_text: str
 
 
-def _finished_trials(run_dir: Path) -> pd.DataFrame:
-    trials = read_trials(run_dir, NEEDED_TRIAL_COLUMNS, require=True)
+def _finished_trials(run_dir: Path, scenes: bool = False) -> pd.DataFrame:
+    needed = NEEDED_SCENE_COLUMNS if scenes else NEEDED_TRIAL_COLUMNS
+    trials = read_trials(run_dir, needed, require=True)
     if trials.empty:
         raise LeafattackError(f"{run_dir / 'trials.csv'}: holds no trials (nothing to analyse)")
     if not read_progress(run_dir / PROGRESS_FILE).get("complete", False):
@@ -79,7 +83,10 @@ def _edge_images(
 ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """Recompose active trials k0..k1; return decoded params, attacked edges and leaf alpha."""
     d = plan.decode(k0, k1)
-    images, _, alpha = composite_trials(prep, d)
+    if isinstance(plan, ScenePlan):  # the leaf region is the union of the scene's leaves
+        images, _, alpha = composite_scenes_covered(prep, d)
+    else:
+        images, _, alpha = composite_trials(prep, d)
     attacked = canny_batch(to_uint8_hwc(images), cfg)
     leaf = resize_masks(alpha.cpu().numpy(), cfg.resolution)
     return d, attacked, leaf
@@ -141,12 +148,8 @@ def compute_edges(
             ``config.resolution``); False keeps ``config.resolution`` (None = sign size).
         n_boot: bootstrap replicates of the AUC intervals.
     """
-    if isinstance(plan, ScenePlan):
-        raise LeafattackError(
-            f"{run_dir}: the edge analysis of multi-leaf scene runs is not available yet "
-            f"(expected a grid run)"
-        )
-    trials = _finished_trials(run_dir)
+    scenes = isinstance(plan, ScenePlan)
+    trials = _finished_trials(run_dir, scenes)
     if len(trials) != plan.total_active:
         raise LeafattackError(
             f"{run_dir / 'trials.csv'}: has {len(trials)} rows, but the run's config gives "
@@ -172,15 +175,18 @@ def compute_edges(
         sign_masks = resize_masks(prep.sign_masks.cpu().numpy(), cfg.resolution)
         trial_ids = trials["trial_id"].to_numpy()
         total = plan.total_active
-        with table as done, tqdm(
-            total=total,
-            initial=done,
-            unit="trial",
-            unit_scale=True,
-            disable=quiet,
-            desc="edges",
-            dynamic_ncols=True,
-        ) as bar:
+        with (
+            table as done,
+            tqdm(
+                total=total,
+                initial=done,
+                unit="trial",
+                unit_scale=True,
+                disable=quiet,
+                desc="edges",
+                dynamic_ncols=True,
+            ) as bar,
+        ):
             for k0, k1 in batch_bounds(done, total, batch_size):
                 d, attacked, leaf = _edge_images(prep, plan, k0, k1, cfg)
                 if not np.array_equal(d["trial_id"], trial_ids[k0:k1]):
@@ -202,9 +208,8 @@ def compute_edges(
     joined = trials.merge(edges, on="trial_id", how="inner", validate="one_to_one")
     clean_conf = clean.set_index("sign_id")["true_conf"]
     joined["conf_drop"] = joined["sign_id"].map(clean_conf) - joined["true_conf"]
-    corr = correlation_table(
-        joined, names, by=("species", "size"), n_boot=n_boot, seed=prep.config.seed
-    )
+    by = ("n_leaves",) if scenes else ("species", "size")
+    corr = correlation_table(joined, names, by=by, n_boot=n_boot, seed=prep.config.seed)
     corr_path = run_dir / "correlation.csv"
     try:
         write_atomic(corr_path, csv_bytes(corr, header=True))

@@ -729,6 +729,7 @@ def match_layers(
     layer: torch.Tensor,
     appearance: Appearance,
     generator: torch.Generator | None = None,
+    noise: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Give each scene's leaf layer its photo's resolution, blur, exposure and noise.
 
@@ -750,7 +751,13 @@ def match_layers(
         appearance: M entries, one per scene (``Appearance.take(batch.sign)``), on the
             layer's device; the shadow fields are ignored (see :func:`cast_shadow`).
         generator: ``torch.Generator`` on the layer's device; required when any
-            ``noise_sigma > 0`` (the only randomness).
+            ``noise_sigma > 0`` and ``noise`` is not given (the only randomness).
+        noise: optional float32 (M, 3, Hn, Wn) standard-normal fields, one per scene, used
+            instead of drawing from ``generator``; scene ``m`` reads its top-left
+            ``h_m x w_m`` native pixels, so ``Hn, Wn`` must cover the largest native size
+            (:func:`native_size`). A run passes each sign's own field, fixed by the seed,
+            so a scene's noise does not depend on the batch it is rendered in (a photo has
+            one noise realisation, and so has the leaf on it).
 
     Returns:
         float32 (M, 4, H, W) premultiplied RGBA in [0, 1].
@@ -767,8 +774,10 @@ def match_layers(
     )
     if m == 0 or not bool(active.any()):
         return layer
-    if bool((a.noise_sigma[active] > 0).any()) and generator is None:
-        raise ValueError("match_layers: noise_sigma > 0 needs an explicit torch.Generator")
+    if bool((a.noise_sigma[active] > 0).any()) and generator is None and noise is None:
+        raise ValueError(
+            "match_layers: noise_sigma > 0 needs an explicit torch.Generator or noise fields"
+        )
     idx = active.nonzero().flatten()
     x = layer.index_select(0, idx)
     scale = a.scale.index_select(0, idx)
@@ -776,7 +785,7 @@ def match_layers(
     # rendered one, where a native pixel is 1 / s rendered pixels wide.
     to_work = torch.clamp(1.0 / scale, max=1.0)
     sigma = a.blur_sigma.index_select(0, idx) * to_work
-    noise = a.noise_sigma.index_select(0, idx) * to_work
+    noise_sd = a.noise_sigma.index_select(0, idx) * to_work
     gain = a.gain.index_select(0, idx)
     small = scale < 1.0
     full_h = torch.full_like(idx, h)
@@ -788,11 +797,24 @@ def match_layers(
     down_w = gaussian_matrices(sigma, wn, wmax) @ area_matrices(wn, w, wmax)  # (k, wmax, W)
     x = torch.cat([x[:, :3] * gain[:, :, None, None], x[:, 3:]], dim=1)
     native = _separable(x, down_h, down_w)  # (k, 4, hmax, wmax)
-    if bool((noise > 0).any()):
-        z = torch.randn(
-            native[:, :3].shape, generator=generator, device=layer.device, dtype=torch.float32
-        )
-        native[:, :3] += z * noise[:, None, None, None] * native[:, 3:4].clamp(0.0, 1.0)
+    if bool((noise_sd > 0).any()):
+        if noise is not None:
+            if noise.ndim != 4 or noise.shape[0] != m or noise.shape[1] != 3:
+                raise ValueError(
+                    f"match_layers: noise is {_describe(noise)}, "
+                    f"expected float32 (M={m}, 3, Hn, Wn)"
+                )
+            if noise.shape[2] < hmax or noise.shape[3] < wmax:
+                raise ValueError(
+                    f"match_layers: noise fields are {tuple(noise.shape[2:])}, expected at "
+                    f"least the native size {(hmax, wmax)}"
+                )
+            z = noise.index_select(0, idx)[:, :, :hmax, :wmax].to(torch.float32)
+        else:
+            z = torch.randn(
+                native[:, :3].shape, generator=generator, device=layer.device, dtype=torch.float32
+            )
+        native[:, :3] += z * noise_sd[:, None, None, None] * native[:, 3:4].clamp(0.0, 1.0)
     up_h = linear_matrices(hn, h, hmax)  # (k, H, hmax)
     up_w = linear_matrices(wn, w, wmax)  # (k, W, wmax)
     out = _separable(native, up_h, up_w)
@@ -801,6 +823,26 @@ def match_layers(
     result = layer.clone()
     result.index_copy_(0, idx, out)
     return result
+
+
+def native_size(
+    appearance: Appearance, height: int, width: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The resolution :func:`match_layers` works at for each entry on a ``height x width``
+    render: the native size when the photo was upscaled (``scale < 1``), else the render's.
+
+    Returns:
+        int64 (S,) heights and widths, at least 1.
+    """
+    s = appearance.scale
+    small = s < 1.0
+    hn = torch.where(
+        small, (height * s.double()).round().clamp_min(1).long(), torch.full_like(s, height).long()
+    )
+    wn = torch.where(
+        small, (width * s.double()).round().clamp_min(1).long(), torch.full_like(s, width).long()
+    )
+    return hn, wn
 
 
 def cast_shadow(images: torch.Tensor, layer: torch.Tensor, appearance: Appearance) -> torch.Tensor:

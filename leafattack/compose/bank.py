@@ -38,7 +38,7 @@ class Placement:
             raise ValueError(f"Placement angle={self.angle}: expected finite degrees")
 
 
-def leaf_pixels(size: float, width: int) -> int:
+def leaf_pixels(size: float, width: float) -> int:
     """Longest side in pixels of a leaf of relative ``size`` on a sign ``width`` pixels wide."""
     return max(1, int(round(size * width)))
 
@@ -67,7 +67,8 @@ def scale_leaf(rgba: np.ndarray, longest: int) -> np.ndarray:
 
 @dataclass(frozen=True, slots=True)
 class LeafBank:
-    """Pre-scaled leaves, one entry per (leaf variant, size): entry ``v * n_sizes + s``.
+    """Pre-scaled leaves, one entry per (width, leaf variant, size): entry
+    ``(g * V + v) * n_sizes + s`` for width ``g`` of G (``v * n_sizes + s`` with one width).
 
     Attributes:
         images: float32 (V*S, 4, C, C): premultiplied RGB + alpha in [0, 1], each leaf centred
@@ -96,19 +97,23 @@ class LeafBank:
 def build_leaf_bank(
     leaves: Sequence[np.ndarray],
     sizes: Sequence[float],
-    width: int,
+    width: float | Sequence[float],
     device: torch.device | str = "cpu",
 ) -> LeafBank:
     """Pre-scale every leaf to every size for signs ``width`` pixels wide.
 
     Args:
         leaves: uint8 (h, w, 4) RGBA leaves (tight crops).
-        sizes: longest side as fractions of the sign width.
-        width: sign width in pixels.
+        sizes: longest side as fractions of ``width``.
+        width: pixels of a leaf of size 1, or several such widths G (signs whose faces
+            differ in width); entries are width-major.
     """
     if not leaves:
         raise LeafattackError("no leaves selected (expected at least one leaf)")
-    scaled = [scale_leaf(lf, leaf_pixels(s, width)) for lf in leaves for s in sizes]
+    widths = [float(width)] if isinstance(width, int | float) else [float(x) for x in width]
+    if not widths:
+        raise LeafattackError("no sign widths given (expected at least one)")
+    scaled = [scale_leaf(lf, leaf_pixels(s, wd)) for wd in widths for lf in leaves for s in sizes]
     canvas = max(max(a.shape[:2]) for a in scaled) + 2
     images = np.zeros((len(scaled), 4, canvas, canvas), dtype=np.float32)
     shift = np.zeros((len(scaled), 2), dtype=np.float32)

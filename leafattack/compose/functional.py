@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from leafattack.compose.appearance import Appearance, cast_shadow, match_layers
 from leafattack.compose.bank import LeafBank, Placement, SignStack, build_leaf_bank
 
 
@@ -65,6 +66,8 @@ def composite(
     x: torch.Tensor,
     y: torch.Tensor,
     angle: torch.Tensor,
+    appearance: Appearance | None = None,
+    noise: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Paste one leaf onto each sign of a batch.
 
@@ -73,11 +76,16 @@ def composite(
         sign_masks: bool (N, H, W), True on the sign face.
         bank: the leaf bank; ``entry`` int64 (N,) picks ``variant * n_sizes + size_index``.
         x, y: float32 (N,) leaf centres as fractions; angle: float32 (N,) degrees CCW.
+        appearance: optional photo conditions, one entry per trial: the leaf layer goes
+            through :func:`~leafattack.compose.appearance.match_layers` (and casts its
+            shadow) before it is composited.
+        noise: optional float32 (N, 3, Hn, Wn) standard-normal fields for the matched
+            sensor noise (see ``match_layers``).
 
     Returns:
         ``(images, occluded_frac, alpha)``: float32 (N, 3, H, W) composites in [0, 1],
         float32 (N,) alpha-weighted fraction of each sign mask covered by the leaf, and the
-        leaf's float32 (N, H, W) alpha in the sign frame.
+        leaf's float32 (N, H, W) alpha in the sign frame (as placed, before matching).
     """
     if signs.dtype == torch.uint8:
         signs = signs.float().div_(255.0)
@@ -90,7 +98,10 @@ def composite(
         bank.images[entry], grid, mode="bilinear", padding_mode="zeros", align_corners=False
     )
     alpha = layer[:, 3]
-    images = signs * (1.0 - alpha.unsqueeze(1)) + layer[:, :3]
+    if appearance is not None:
+        signs = cast_shadow(signs.float(), layer, appearance)
+        layer = match_layers(layer, appearance, noise=noise)
+    images = signs * (1.0 - layer[:, 3:4]) + layer[:, :3]
     images = images.clamp_(0.0, 1.0)
     m = sign_masks.float()
     area = m.sum(dim=(1, 2)).clamp_min(1.0)

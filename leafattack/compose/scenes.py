@@ -51,6 +51,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from leafattack.compose.appearance import Appearance, cast_shadow, match_layers
 from leafattack.errors import LeafattackError
 
 MAX_SLOTS: int = 16
@@ -107,9 +108,7 @@ class SceneBatch:
         if not isinstance(self.sign, torch.Tensor) or self.sign.dtype != torch.int64:
             raise ValueError(f"SceneBatch.sign is {_describe(self.sign)}, expected int64 (N,)")
         if self.sign.ndim != 1:
-            raise ValueError(
-                f"SceneBatch.sign has shape {tuple(self.sign.shape)}, expected (N,)"
-            )
+            raise ValueError(f"SceneBatch.sign has shape {tuple(self.sign.shape)}, expected (N,)")
         n = int(self.sign.shape[0])
         fields: tuple[tuple[str, torch.Tensor, torch.dtype], ...] = (
             ("variant", self.variant, torch.int64),
@@ -291,15 +290,20 @@ def build_variant_bank(
         raise LeafattackError("no leaves selected (expected at least one leaf)")
     if isinstance(width, bool) or int(width) != width or width < 1:
         raise ValueError(f"width={width!r}: expected a positive whole number of pixels")
-    if isinstance(levels_per_octave, bool) or int(levels_per_octave) != levels_per_octave or (
-        not 1 <= levels_per_octave <= 8
+    if (
+        isinstance(levels_per_octave, bool)
+        or int(levels_per_octave) != levels_per_octave
+        or (not 1 <= levels_per_octave <= 8)
     ):
         raise ValueError(f"levels_per_octave={levels_per_octave!r}: expected an integer in 1..8")
     q = int(levels_per_octave)
     tiles: list[list[_Tile]] = []
     for i, rgba in enumerate(leaves):
-        if not isinstance(rgba, np.ndarray) or rgba.dtype != np.uint8 or rgba.ndim != 3 or (
-            rgba.shape[2] != 4
+        if (
+            not isinstance(rgba, np.ndarray)
+            or rgba.dtype != np.uint8
+            or rgba.ndim != 3
+            or (rgba.shape[2] != 4)
         ):
             raise LeafattackError(
                 f"leaf {i} is {_describe(rgba)}, expected a uint8 (h, w, 4) RGBA array"
@@ -324,7 +328,29 @@ def render_scenes(
     masks: torch.Tensor,
     bank: VariantBank,
     batch: SceneBatch,
+    appearance: Appearance | None = None,
+    noise: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Render every scene of ``batch`` (:func:`render_scenes_covered` without the union
+    coverage map).
+
+    Returns:
+        ``(images, occluded)``: float32 (N, 3, H, W) composites in [0, 1], and float32 (N,)
+        the alpha-weighted share of each sign mask covered by the union of the scene's
+        leaves.
+    """
+    images, occluded, _ = render_scenes_covered(signs, masks, bank, batch, appearance, noise)
+    return images, occluded
+
+
+def render_scenes_covered(
+    signs: torch.Tensor,
+    masks: torch.Tensor,
+    bank: VariantBank,
+    batch: SceneBatch,
+    appearance: Appearance | None = None,
+    noise: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Render every scene of ``batch``: its sign with its leaves pasted in slot order.
 
     One batched warp per slot: all scenes' leaf ``k`` are sampled from the atlas in a single
@@ -337,14 +363,21 @@ def render_scenes(
         bank: leaf variants; ``batch.variant`` indexes them. Any sign width works; sizes are
             relative to W.
         batch: N scenes with K slots, on the same device as ``signs`` and ``bank``.
+        appearance: optional photo conditions of the S signs: every leaf layer goes through
+            :func:`~leafattack.compose.appearance.match_layers` with its sign's entry (and
+            casts its shadow on the image so far) before it is blended.
+        noise: optional float32 (S, 3, Hn, Wn) standard-normal field of each sign, for the
+            matched sensor noise (every leaf on a sign shares its sign's field).
 
     Returns:
-        ``(images, occluded)``: float32 (N, 3, H, W) composites in [0, 1], and float32 (N,)
-        the alpha-weighted share of each sign mask covered by the union of the scene's
-        leaves, ``sum(mask * (1 - prod_k(1 - alpha_k))) / sum(mask)``.
+        ``(images, occluded, union)``: float32 (N, 3, H, W) composites in [0, 1], float32
+        (N,) the alpha-weighted share of each sign mask covered by the union of the scene's
+        leaves, ``sum(mask * (1 - prod_k(1 - alpha_k))) / sum(mask)``, and that union
+        ``1 - prod_k(1 - alpha_k)``, float32 (N, H, W) in [0, 1] (leaves as placed, before
+        any appearance matching).
 
     Example:
-        >>> images, occluded = render_scenes(signs, masks, bank, batch)
+        >>> images, occluded, union = render_scenes_covered(signs, masks, bank, batch)
     """
     _check_render_inputs(signs, masks, bank, batch)
     n = batch.n_scenes
@@ -377,17 +410,31 @@ def render_scenes(
             align_corners=False,
         )  # (M, 4, H, W)
         del grid
+        clear_alpha = layer[:, 3:4]
+        if appearance is not None:
+            sign_k = batch.sign.index_select(0, sel)
+            app_k = appearance.take(sign_k)
+            under = images if full else images.index_select(0, sel)
+            shaded = cast_shadow(under, layer, app_k)
+            if full:
+                images = shaded
+            else:
+                images.index_copy_(0, sel, shaded)
+            layer = match_layers(
+                layer, app_k, noise=None if noise is None else noise.index_select(0, sign_k)
+            )
         alpha = layer[:, 3:4]
         if full:
             images.mul_(1.0 - alpha).add_(layer[:, :3])
-            clear.mul_(1.0 - alpha[:, 0])
+            clear.mul_(1.0 - clear_alpha[:, 0])
         else:
             images.index_copy_(0, sel, images[sel].mul_(1.0 - alpha).add_(layer[:, :3]))
-            clear.index_copy_(0, sel, clear[sel].mul_(1.0 - alpha[:, 0]))
+            clear.index_copy_(0, sel, clear[sel].mul_(1.0 - clear_alpha[:, 0]))
     m_all = masks.index_select(0, batch.sign).float()
     area = m_all.sum(dim=(1, 2)).clamp_min(1.0)
-    occluded = ((1.0 - clear) * m_all).sum(dim=(1, 2)) / area
-    return images.clamp_(0.0, 1.0), occluded
+    union = 1.0 - clear
+    occluded = (union * m_all).sum(dim=(1, 2)) / area
+    return images.clamp_(0.0, 1.0), occluded, union
 
 
 def slot_grid(
@@ -462,9 +509,7 @@ def _check_render_inputs(
     signs: torch.Tensor, masks: torch.Tensor, bank: VariantBank, batch: SceneBatch
 ) -> None:
     if signs.ndim != 4 or signs.shape[1] != 3 or signs.dtype not in (torch.uint8, torch.float32):
-        raise ValueError(
-            f"signs is {_describe(signs)}, expected uint8 or float32 (S, 3, H, W)"
-        )
+        raise ValueError(f"signs is {_describe(signs)}, expected uint8 or float32 (S, 3, H, W)")
     s, _, h, w = signs.shape
     if masks.dtype != torch.bool or tuple(masks.shape) != (s, h, w):
         raise ValueError(f"masks is {_describe(masks)}, expected bool {(s, h, w)}")

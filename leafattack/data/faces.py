@@ -26,6 +26,7 @@ not flip-symmetric. The tests compare with it at large sizes.)
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
 
@@ -383,3 +384,42 @@ def faces_contact_sheet(
         org = (x + max(0, (cell - tw) // 2), y + cell + (caption + th) // 2)
         cv2.putText(sheet, text, org, font, scale, (0, 0, 0), 1, cv2.LINE_AA)
     return sheet
+
+
+def _table_for(signs: SignSet) -> tuple[str, Mapping[str, str], float] | None:
+    """The shape table and inset that fit a set without masks, by source and class names."""
+    prefix = signs.source.partition(":")[0] if ":" in signs.source else ""
+    present = {signs.class_names[i] for i in np.unique(np.asarray(signs.labels, dtype=np.int64))}
+    if prefix == "gtsrb":
+        return "GTSRB shapes, inset 0.04", GTSRB_SHAPES, GTSRB_BORDER
+    if prefix == "lisa":
+        return "LISA shapes, inset 0", LISA_SHAPES, 0.0
+    for name, table in (("GTSRB", GTSRB_SHAPES), ("LISA", LISA_SHAPES)):
+        if present and present <= table.keys():
+            return f"{name} shapes by class name, inset 0", table, 0.0
+    return None
+
+
+def sign_faces(signs: SignSet) -> tuple[SignSet, str]:
+    """The set with a face mask for every image, and how the faces were obtained.
+
+    * A set with masks (the built-in renders, folders with mask files) keeps them.
+    * ``gtsrb:`` sources: :data:`GTSRB_SHAPES` inscribed with :data:`GTSRB_BORDER`.
+    * ``lisa:`` sources: :data:`LISA_SHAPES` in the tight annotated box (inset 0).
+    * Other sources whose class names all appear in one of those tables: that table,
+      inset 0 (a folder's crops are taken to be tight boxes).
+    * Anything else: the whole image is the face (as without faces).
+
+    Returns:
+        ``(signs, rule)``: a :class:`SignSet` whose ``masks`` are set, and a short text
+        for the run's records (``"masks of the source"``, ``"GTSRB shapes, inset 0.04"``,
+        ``"whole image"``, ...).
+    """
+    if signs.masks is not None:
+        return signs, "masks of the source"
+    found = _table_for(signs)
+    if found is None:
+        whole = tuple(np.ones(img.shape[:2], dtype=bool) for img in signs.images)
+        return dataclasses.replace(signs, masks=whole), "whole image"
+    rule, table, inset = found
+    return dataclasses.replace(signs, masks=derive_faces(signs, table, inset)), rule

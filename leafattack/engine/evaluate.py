@@ -12,7 +12,8 @@ import torch
 
 from leafattack import schema
 from leafattack.compose.functional import composite, composite_pooled, to_uint8_hwc
-from leafattack.compose.scenes import SceneBatch, render_scenes
+from leafattack.compose.scenes import SceneBatch, render_scenes_covered
+from leafattack.data.canvas import face_width
 from leafattack.engine.preparation import Prepared
 from leafattack.errors import LeafattackError
 from leafattack.grid import Plan, ScenePlan
@@ -53,9 +54,14 @@ def placement_tensors(
     """Decoded trials → (sign, bank entry, x, y, angle) tensors on the run's device."""
     dev = prep.sign_images.device
     angles = torch.tensor(prep.config.grid.angles, dtype=torch.float32, device=dev)
+    sign = torch.from_numpy(d["sign"]).to(dev)
+    entry = torch.from_numpy(d["variant"] * prep.bank.n_sizes + d["size_idx"]).to(dev)
+    if prep.bank_group is not None:
+        per_group = len(prep.variants) * prep.bank.n_sizes
+        entry = entry + prep.bank_group[sign] * per_group
     return (
-        torch.from_numpy(d["sign"]).to(dev),
-        torch.from_numpy(d["variant"] * prep.bank.n_sizes + d["size_idx"]).to(dev),
+        sign,
+        entry,
         torch.from_numpy(d["x"]).float().to(dev),
         torch.from_numpy(d["y"]).float().to(dev),
         angles[torch.from_numpy(d["angle_idx"]).to(dev)],
@@ -68,9 +74,19 @@ def composite_trials(
     """Full-resolution composites of decoded trials: images (N, 3, H, W), occluded (N,),
     leaf alpha (N, H, W), as :func:`~leafattack.compose.composite` returns them."""
     sign, entry, x, y, angle = placement_tensors(prep, d)
+    app = None if prep.appearance is None else prep.appearance.take(sign)
+    noise = None if prep.noise is None else prep.noise.index_select(0, sign)
     with torch.inference_mode():
         return composite(
-            prep.sign_images[sign], prep.sign_masks[sign], prep.bank, entry, x, y, angle
+            prep.sign_images[sign],
+            prep.sign_masks[sign],
+            prep.bank,
+            entry,
+            x,
+            y,
+            angle,
+            appearance=app,
+            noise=noise,
         )
 
 
@@ -185,15 +201,21 @@ def variant_columns(prep: Prepared) -> dict[str, np.ndarray]:
     }
 
 
-def composite_scenes(
-    prep: Prepared, d: dict[str, np.ndarray]
-) -> tuple[torch.Tensor, torch.Tensor]:
+def composite_scenes(prep: Prepared, d: dict[str, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     """Render decoded random scenes (:meth:`~leafattack.grid.ScenePlan.decode`).
 
     Returns:
         float32 (N, 3, H, W) composites in [0, 1] at the sign resolution, and float32 (N,)
         the union coverage of each sign mask.
     """
+    images, occluded, _ = composite_scenes_covered(prep, d)
+    return images, occluded
+
+
+def composite_scenes_covered(
+    prep: Prepared, d: dict[str, np.ndarray]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`composite_scenes` plus the union of the leaves' alpha, float32 (N, H, W)."""
     if prep.scene_bank is None:
         raise LeafattackError("this run has no scene bank (scenes_per_sign = 0)")
     dev = prep.sign_images.device
@@ -201,14 +223,21 @@ def composite_scenes(
     batch = SceneBatch(
         sign=torch.from_numpy(d["sign"]).to(dev),
         variant=torch.from_numpy(d["variant"]).to(dev),
-        size=torch.from_numpy(d["size"]).float().to(dev),
+        size=torch.from_numpy(prep.render_size(d["sign"][:, None], d["size"])).float().to(dev),
         angle=torch.from_numpy(d["angle"]).float().to(dev),
         x=torch.from_numpy(d["x"]).float().to(dev),
         y=torch.from_numpy(d["y"]).float().to(dev),
         present=torch.ones((n, k), dtype=torch.bool, device=dev),
     )
     with torch.inference_mode():
-        return render_scenes(prep.sign_images, prep.sign_masks, prep.scene_bank, batch)
+        return render_scenes_covered(
+            prep.sign_images,
+            prep.sign_masks,
+            prep.scene_bank,
+            batch,
+            appearance=prep.appearance,
+            noise=prep.noise,
+        )
 
 
 def leaf_rows(prep: Prepared, plan: ScenePlan) -> pd.DataFrame:
@@ -292,6 +321,28 @@ def local_batches(prep: Prepared, plan: Plan, start: int) -> Iterator[tuple[int,
     for k0, k1 in batch_bounds(start, plan.total_active, prep.config.batch_size):
         d, probs = ev.evaluate(k0, k1)
         yield k1, csv_bytes(ev.rows(d, probs), header=False)
+
+
+def sign_records(prep: Prepared) -> pd.DataFrame:
+    """How each chosen sign was prepared, one row per sign (``signs.csv``).
+
+    Columns: ``sign_id``, ``sign_file``, ``face_rule`` (where the face mask came from),
+    ``face_width_px`` (face width on the run's canvas), ``unit_px`` (pixels of a leaf of
+    size 1: the face width, or face width / standard width in cm), and with matched
+    appearance the estimates of :meth:`~leafattack.compose.appearance.Appearance.columns`
+    (``scale, blur_sigma, gain_r, gain_g, gain_b, noise_sigma, shadow_*``).
+    """
+    masks = prep.sign_masks.cpu().numpy()
+    cols: dict[str, object] = {
+        "sign_id": prep.sign_ids,
+        "sign_file": [prep.signs.files[int(i)] for i in prep.sign_ids],
+        "face_rule": prep.face_rule,
+        "face_width_px": [face_width(m) for m in masks],
+        "unit_px": prep.unit_px if prep.unit_px is not None else float(prep.config.sign_size),
+    }
+    if prep.appearance is not None:
+        cols.update(prep.appearance.columns())
+    return pd.DataFrame(cols)
 
 
 def clean_predictions(prep: Prepared) -> pd.DataFrame:

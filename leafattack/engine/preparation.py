@@ -2,22 +2,45 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 import torch
 
-from leafattack.compose.bank import LeafBank, SignStack, build_leaf_bank, build_sign_stack
+from leafattack.compose.appearance import (
+    Appearance,
+    estimate_appearance,
+    native_size,
+    sample_shadows,
+)
+from leafattack.compose.bank import (
+    LeafBank,
+    SignStack,
+    build_leaf_bank,
+    build_sign_stack,
+    leaf_pixels,
+)
 from leafattack.compose.scenes import VariantBank, build_variant_bank
 from leafattack.config import RunConfig, config_from_mapping, load_config
 from leafattack.criteria import Criterion, build_criterion
-from leafattack.data.signset import SignSet, fingerprint
+from leafattack.data.canvas import face_width, pad_square, square_canvas
+from leafattack.data.faces import sign_faces
+from leafattack.data.palettes import (
+    GTSRB_FAMILIES,
+    GTSRB_PALETTES,
+    LISA_FAMILIES,
+    LISA_PALETTES,
+    sign_palettes,
+)
+from leafattack.data.signset import SignSet, fingerprint, subset
+from leafattack.data.sizes import face_widths_cm
 from leafattack.data.sources import load_signs
 from leafattack.errors import LeafattackError
 from leafattack.grid import (
@@ -38,6 +61,8 @@ from leafattack.leaves import (
 )
 from leafattack.models.classifier import Classifier, match_classes, resolve_device
 from leafattack.models.loading import load_model
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +93,23 @@ class Prepared:
     target_index: int | None
     fingerprints: dict[str, str]
     scene_bank: VariantBank | None = None  # random multi-leaf scenes (scenes_per_sign > 0)
+    unit_px: np.ndarray | None = None  # float64 (S,): pixels of a leaf of size 1 on each sign
+    bank_group: torch.Tensor | None = None  # int64 (S,): each sign's width group in ``bank``
+    face_rule: str = "masks of the source"
+    appearance: Appearance | None = None  # photo conditions per sign (matched appearance)
+    noise: torch.Tensor | None = None  # float32 (S, 3, Hn, Wn): each sign's noise field
+
+    def render_size(self, sign: np.ndarray, size: np.ndarray) -> np.ndarray:
+        """Grid sizes (face widths or cm) → leaf lengths as fractions of the image width.
+
+        Args:
+            sign: int64 (...) indices of used signs; size: float (...) in the grid's unit.
+
+        Returns:
+            float64 (...), what :func:`~leafattack.compose.render_scenes` takes.
+        """
+        units = self.unit_px if self.unit_px is not None else np.full(len(self.sign_ids), 1.0)
+        return np.asarray(size, dtype=np.float64) * units[sign] / self.config.sign_size
 
 
 def select_signs(signs: SignSet, limit: int | None, seed: int) -> np.ndarray:
@@ -142,21 +184,135 @@ def load_leaf_variants(config: RunConfig) -> tuple[LeafVariant, ...]:
 
 
 def resize_signs(signs: SignSet, idx: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Resize the chosen signs to ``size``×``size``.
+    """Pad the chosen signs to squares and resize them to ``size``×``size``
+    (:func:`~leafattack.data.canvas.square_canvas`: crops keep their aspect ratio).
 
     Returns:
         uint8 (S, size, size, 3) images (area interpolation when shrinking) and bool
-        (S, size, size) masks (nearest neighbour).
+        (S, size, size) masks (nearest neighbour; False on the padding).
     """
     imgs = np.empty((len(idx), size, size, 3), dtype=np.uint8)
     masks = np.empty((len(idx), size, size), dtype=bool)
     for j, i in enumerate(idx):
-        img = signs.images[i]
-        interp = cv2.INTER_AREA if img.shape[0] > size or img.shape[1] > size else cv2.INTER_LINEAR
-        imgs[j] = cv2.resize(img, (size, size), interpolation=interp)
-        m = signs.mask(int(i)).astype(np.uint8)
-        masks[j] = cv2.resize(m, (size, size), interpolation=cv2.INTER_NEAREST) > 0
+        imgs[j], masks[j] = square_canvas(signs.images[i], signs.mask(int(i)), size)
     return imgs, masks
+
+
+def leaf_units(signs: SignSet, idx: np.ndarray, masks: np.ndarray, size_unit: str) -> np.ndarray:
+    """Pixels (on the run's canvas) of a leaf of size 1 on each chosen sign.
+
+    ``face``: the width of the sign face (:func:`~leafattack.data.canvas.face_width`).
+    ``cm``: the face width divided by the class's standard face width in cm
+    (:data:`~leafattack.data.sizes.FACE_WIDTH_CM`).
+
+    Returns:
+        float64 (S,).
+    """
+    widths = np.array([face_width(m) for m in masks], dtype=np.float64)
+    if size_unit == "cm":
+        names = [signs.class_names[int(signs.labels[i])] for i in idx]
+        widths = widths / face_widths_cm(names)
+    return widths
+
+
+def width_groups(units: np.ndarray, sizes: Sequence[float]) -> tuple[list[float], np.ndarray]:
+    """Signs whose leaves have the same pixel lengths at every grid size share one group
+    of the leaf bank.
+
+    Returns:
+        ``(widths, group)``: one representative width per group, and int64 (S,) groups.
+    """
+    keys = [tuple(leaf_pixels(s, u) for s in sizes) for u in units]
+    order: dict[tuple[int, ...], int] = {}
+    reps: list[float] = []
+    group = np.empty(len(units), dtype=np.int64)
+    for j, key in enumerate(keys):
+        if key not in order:
+            order[key] = len(reps)
+            reps.append(float(units[j]))
+        group[j] = order[key]
+    return reps, group
+
+
+def photo_conditions(
+    signs: SignSet,
+    idx: np.ndarray,
+    mode: str,
+    *,
+    photo: bool,
+    sign_size: int,
+    seed: int,
+    shadow: bool = False,
+    device: torch.device | str = "cpu",
+) -> tuple[Appearance, torch.Tensor] | None:
+    """Per-sign appearance estimates and sensor-noise fields, or None when leaves go on raw.
+
+    ``mode`` ``auto`` matches on ``photo`` sources (those without masks of their own:
+    GTSRB, LISA, folders of photos; not the built-in renders) whose classes have
+    canonical palettes (GTSRB, LISA names); ``matched`` insists (and fails on classes
+    without a palette); ``raw`` never matches. Estimates come from the native crop padded
+    to a square, and its face. Each sign's noise field and shadow are drawn from its own
+    generator, seeded by ``seed`` and the sign's index in the set, so they do not depend
+    on which other signs are rendered with it.
+
+    Returns:
+        ``(appearance, noise)``: S entries, and float32 (S, 3, Hn, Wn) standard-normal
+        fields (zero beyond each sign's native size), on ``device``.
+    """
+    if mode == "raw" or (mode == "auto" and not photo):
+        return None
+    used = subset(signs, idx)
+    present = {used.class_names[i] for i in np.unique(used.labels)}
+    pals = None
+    for classes, families in ((GTSRB_PALETTES, GTSRB_FAMILIES), (LISA_PALETTES, LISA_FAMILIES)):
+        if present <= classes.keys():
+            pals = sign_palettes(used, classes, families)
+            break
+    if pals is None:
+        if mode == "matched":
+            raise LeafattackError(
+                f"appearance matched: the classes of {signs.source!r} have no canonical "
+                f"palettes (expected GTSRB or LISA class names; use --appearance raw)"
+            )
+        log.warning("appearance: no canonical palettes for these classes; leaves go on raw")
+        return None
+    padded = [pad_square(img, m) for img, m in zip(used.images, used.masks or (), strict=True)]
+    app = estimate_appearance(
+        [p[0] for p in padded], [p[1] for p in padded], pals, sign_size, "cpu"
+    )
+    if shadow:
+        parts = [
+            sample_shadows(
+                app.take(torch.tensor([j])),
+                np.random.default_rng([seed, SHADOW_STREAM, int(i)]),
+            )
+            for j, i in enumerate(idx)
+        ]
+        app = Appearance(
+            *(torch.cat([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(app))
+        )
+    hn, wn = native_size(app, sign_size, sign_size)
+    noise = torch.zeros(
+        (
+            len(idx),
+            3,
+            max(1, int(hn.max())) if len(idx) else 1,
+            max(1, int(wn.max())) if len(idx) else 1,
+        )
+    )
+    for j, i in enumerate(idx):
+        state = np.random.SeedSequence([seed, NOISE_STREAM, int(i)]).generate_state(1)[0]
+        gen = torch.Generator().manual_seed(int(state))
+        noise[j, :, : int(hn[j]), : int(wn[j])] = torch.randn(
+            (3, int(hn[j]), int(wn[j])), generator=gen
+        )
+    return app.to(device), noise.to(device)
+
+
+SHADOW_STREAM = 7001
+"""Seed stream (with the run's seed) of the shadow directions."""
+NOISE_STREAM = 7002
+"""Seed stream (with the run's seed) of the per-sign sensor-noise fields."""
 
 
 def _hash_arrays(parts: Sequence[bytes]) -> str:
@@ -180,9 +336,10 @@ def prepare(config: RunConfig) -> Prepared:
     """Load and validate model, signs and leaves; fail before any work with one-line errors."""
     device = resolve_device(config.device)
     clf = load_model(config.model, device, trust_torchscript=config.trust_torchscript)
-    signs = load_signs(config.signs)
-    if len(signs) == 0:
+    loaded = load_signs(config.signs)
+    if len(loaded) == 0:
         raise LeafattackError(f"sign source {config.signs!r} holds no signs")
+    signs, face_rule = sign_faces(loaded)
     idx = select_signs(signs, config.limit_signs, config.seed)
     labels = np.asarray(signs.labels)[idx]
     mapping = match_classes(signs.class_names, clf.class_names, used_labels=labels.tolist())
@@ -191,9 +348,21 @@ def prepare(config: RunConfig) -> Prepared:
     criterion = build_criterion(target_index, config.min_confidence)
     variants = load_leaf_variants(config)
     imgs, masks = resize_signs(signs, idx, config.sign_size)
-    bank = build_leaf_bank([v.rgba for v in variants], config.grid.sizes, config.sign_size, device)
+    units = leaf_units(signs, idx, masks, config.grid.size_unit)
+    widths, group = width_groups(units, config.grid.sizes)
+    bank = build_leaf_bank([v.rgba for v in variants], config.grid.sizes, widths, device)
+    conditions = photo_conditions(
+        signs,
+        idx,
+        config.appearance,
+        photo=loaded.masks is None,
+        sign_size=config.sign_size,
+        seed=config.seed,
+        shadow=config.shadow,
+        device=device,
+    )
     fps = {
-        "signs": fingerprint(signs),
+        "signs": fingerprint(loaded),
         "leaves": _hash_arrays(
             [f"{v.leaf_id}|{v.species}|{v.colour}".encode() + v.rgba.tobytes() for v in variants]
         ),
@@ -201,7 +370,8 @@ def prepare(config: RunConfig) -> Prepared:
     }
     images_t = torch.from_numpy(imgs).permute(0, 3, 1, 2).contiguous().to(device)
     masks_t = torch.from_numpy(masks).to(device)
-    stack = pooled_stack(clf, images_t, masks_t)
+    # Matched leaves are rendered whole (the pooled path only warps a window).
+    stack = pooled_stack(clf, images_t, masks_t) if conditions is None else None
     return Prepared(
         config=config,
         classifier=clf,
@@ -221,6 +391,11 @@ def prepare(config: RunConfig) -> Prepared:
             if config.scenes_per_sign
             else None
         ),
+        unit_px=units,
+        bank_group=torch.from_numpy(group).to(device),
+        face_rule=face_rule,
+        appearance=None if conditions is None else conditions[0],
+        noise=None if conditions is None else conditions[1],
     )
 
 
@@ -266,9 +441,7 @@ def scene_plan(prep: Prepared, active: np.ndarray) -> ScenePlan:
     return ScenePlan(scenes=scenes, per_sign=cfg.scenes_per_sign, active=active)
 
 
-def open_run(
-    run_dir: str | os.PathLike[str], *, device: str = "auto"
-) -> tuple[Prepared, Plan]:
+def open_run(run_dir: str | os.PathLike[str], *, device: str = "auto") -> tuple[Prepared, Plan]:
     """Re-create the prepared state and trial plan of an existing run directory.
 
     Checks that the leaves, signs and model on disk still match the fingerprints stored

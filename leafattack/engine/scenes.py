@@ -32,7 +32,8 @@ from leafattack.compose.functional import to_uint8_hwc
 from leafattack.compose.scenes import SceneBatch, VariantBank, build_variant_bank, render_scenes
 from leafattack.compose.views import ViewSpec, apply_views, sample_views
 from leafattack.data import SignSet
-from leafattack.engine.preparation import resize_signs
+from leafattack.data.faces import sign_faces
+from leafattack.engine.preparation import leaf_units, photo_conditions, resize_signs
 from leafattack.errors import LeafattackError
 from leafattack.imageio import write_png
 from leafattack.leaves import FALL_COLOURS, NATURAL, Leaf, recolour
@@ -236,8 +237,16 @@ def render_scene_table(
     quiet: bool = False,
     views: ViewSpec | None = None,
     seed: int = 0,
+    size_unit: str = "face",
+    appearance: str = "auto",
+    shadow: bool = False,
 ) -> list[Path]:
     """Render every scene of ``table`` to ``OUT/<scene_id>.png`` at ``sign_size`` pixels.
+
+    Signs are prepared as a run prepares them: faces from :func:`~leafattack.data.faces.
+    sign_faces`, crops padded to squares, leaf sizes in ``size_unit`` (fractions of the face
+    width, or cm), and with ``appearance`` matched on photo sources (estimates, shadows and
+    noise fields seeded by ``seed`` and the sign's index, as in a run with that seed).
 
     With a non-identity ``views`` spec, each scene is seen under one viewing transform
     drawn with ``seed`` (:func:`~leafattack.compose.views.sample_views`), applied after
@@ -246,8 +255,22 @@ def render_scene_table(
     Returns:
         The written paths, in scene order.
     """
+    photo = signs.masks is None
+    signs, _ = sign_faces(signs)
     used = np.unique(table.batch.sign.numpy())
     imgs, masks = resize_signs(signs, used, sign_size)
+    units = np.zeros(len(signs), dtype=np.float64)
+    units[used] = leaf_units(signs, used, masks, size_unit)
+    conditions = photo_conditions(
+        signs,
+        used,
+        appearance,
+        photo=photo,
+        sign_size=sign_size,
+        seed=seed,
+        shadow=shadow,
+        device=device,
+    )
     local = np.full(len(signs), -1, dtype=np.int64)
     local[used] = np.arange(len(used))
     sign_t = torch.from_numpy(imgs).permute(0, 3, 1, 2).contiguous().to(device)
@@ -268,14 +291,25 @@ def render_scene_table(
         part = SceneBatch(
             sign=torch.from_numpy(local[b.sign[s0:s1].numpy()]),
             variant=b.variant[s0:s1],
-            size=b.size[s0:s1],
+            size=(
+                b.size[s0:s1].double()
+                * torch.from_numpy(units[b.sign[s0:s1].numpy()])[:, None]
+                / sign_size
+            ).float(),
             angle=b.angle[s0:s1],
             x=b.x[s0:s1],
             y=b.y[s0:s1],
             present=b.present[s0:s1],
         ).to(device)
         with torch.inference_mode():
-            images, _ = render_scenes(sign_t, mask_t, bank, part)
+            images, _ = render_scenes(
+                sign_t,
+                mask_t,
+                bank,
+                part,
+                appearance=None if conditions is None else conditions[0],
+                noise=None if conditions is None else conditions[1],
+            )
             if spec is not None:
                 chunk = {k: v[s0:s1] for k, v in params.items()}
                 batch_seed = int(np.random.SeedSequence([seed, s0]).generate_state(1)[0])
