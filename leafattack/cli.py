@@ -42,7 +42,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = config_from_mapping(flags, base=config)
     assert isinstance(config, RunConfig)
     result = run(config)
-    print(format_run_summary(result))
+    print(format_run_summary(result, config.grid.size_unit))
     if result.edges is not None:
         print()
         print(f"edge metrics vs success ({result.edges.correlation_path}):")
@@ -50,7 +50,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def format_run_summary(result: Any) -> str:
+def format_run_summary(result: Any, size_unit: str = "face") -> str:
     """A compact text summary of a run (overall, then by factor)."""
     s = result.summary
     clean = result.clean
@@ -87,8 +87,11 @@ def format_run_summary(result: Any) -> str:
         if part.empty or (factor == "colour" and len(part) < 2):
             continue
         lines.append("")
+        label = "success by " + factor if factor != "overall" else "overall"
+        if factor == "size":
+            label += " (cm)" if size_unit == "cm" else " (x face width)"
         lines.append(
-            f"{'success by ' + factor if factor != 'overall' else 'overall':<28}"
+            f"{label:<28}"
             f"{'trials':>9} {'rate':>7}  95% CI"
         )
         for row in part.itertuples(index=False):

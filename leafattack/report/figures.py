@@ -313,11 +313,12 @@ def fig_position_heatmaps(
     return fig
 
 
-def fig_success_vs_size(trials: pd.DataFrame) -> Figure:
+def fig_success_vs_size(trials: pd.DataFrame, size_unit: str = "face") -> Figure:
     """Success rate against leaf size: one line per species with a 95 % Wilson band.
 
     Args:
         trials: TRIAL_COLUMNS rows (needs ``species``, ``size``, ``success``).
+        size_unit: ``face`` (fractions of the sign face width) or ``cm``, for the axis.
 
     Returns:
         The figure. Its lines are labelled with the species (and ``all species`` for
@@ -363,7 +364,11 @@ def fig_success_vs_size(trials: pd.DataFrame) -> Figure:
     ax.set_xticklabels([f"{s:g}" for s in sizes])
     ax.set_ylim(0.0, _rate_top(np.asarray(tops)))
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-    ax.set_xlabel("leaf size (longest side, fraction of sign width)")
+    ax.set_xlabel(
+        "leaf size (longest side, cm)"
+        if size_unit == "cm"
+        else "leaf size (longest side, fraction of the sign face width)"
+    )
     ax.set_ylabel("attack success rate")
     ax.set_title("Success rate vs leaf size by species (bands: 95% Wilson interval)", fontsize=11)
     ax.grid(alpha=0.3)

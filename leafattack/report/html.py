@@ -603,7 +603,10 @@ def render_html(
                 "size-rotation",
                 "Leaf size and rotation",
                 '<div class="pair"><div>'
-                + figs.add("success_vs_size", lambda: fig_success_vs_size(t))
+                + figs.add(
+                    "success_vs_size",
+                    lambda: fig_success_vs_size(t, str(cfg.get("size_unit", "face"))),
+                )
                 + "</div><div>"
                 + figs.add("success_vs_rotation", lambda: fig_success_vs_rotation(t))
                 + "</div></div>",
@@ -633,7 +636,8 @@ def render_html(
         f"<code>{esc(cfg.get('signs', '?'))}</code> \u00b7 leaves "
         f"<code>{esc(cfg.get('leaves', '?'))}</code> \u00b7 grid: species "
         f"{esc(', '.join(map(str, cfg.get('species', []))) or 'all')}, sizes "
-        f"{esc(', '.join(f'{float(s):g}' for s in cfg.get('sizes', [])))}, "
+        f"{esc(', '.join(f'{float(s):g}' for s in cfg.get('sizes', [])))}"
+        f"{' cm' if cfg.get('size_unit') == 'cm' else ' of the face width'}, "
         f"{len(cfg.get('angles', []))} angles, positions {esc(cfg.get('positions', '?'))}"
     )
     parts = [
