@@ -20,13 +20,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from leafattack.data.canvas import square_canvas
 from leafattack.data.signset import SignSet, fingerprint, subset
 from leafattack.data.sources import load_signs
 from leafattack.data.variations import VariationConfig, make_variants
@@ -124,11 +124,9 @@ def _split(labels: np.ndarray, frac: float, rng: np.random.Generator) -> tuple[n
 
 
 def resize_square(image: np.ndarray, side: int) -> np.ndarray:
-    """uint8 (H, W, 3) → uint8 (side, side, 3), area interpolation when shrinking."""
-    shrink = image.shape[0] > side or image.shape[1] > side
-    return cv2.resize(
-        image, (side, side), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
-    )
+    """uint8 (H, W, 3) → uint8 (side, side, 3): padded to a square as runs do
+    (:func:`~leafattack.data.canvas.square_canvas`), area interpolation when shrinking."""
+    return square_canvas(image, None, side)[0]
 
 
 def _to_tensor(images: np.ndarray) -> torch.Tensor:
