@@ -22,18 +22,22 @@ import tomli_w
 
 from leafattack.analysis.best import write_best
 from leafattack.analysis.edge_analysis import EdgesResult, compute_edges
+from leafattack.analysis.robustness import survival_summary, transfer_summary
 from leafattack.analysis.summary import strongest, summarise
 from leafattack.compose.views import ViewSpec
 from leafattack.config import APPEARANCES, RunConfig, default_out
 from leafattack.data import load_signs
 from leafattack.engine.evaluate import clean_predictions, sign_records
 from leafattack.engine.execute import execute_trials
-from leafattack.engine.preparation import Prepared, attack_mask, build_plan, prepare
+from leafattack.engine.preparation import Prepared, attack_mask, build_plan, open_run, prepare
+from leafattack.engine.robustness import attack_scenes, survival_rows, transfer_rows
 from leafattack.engine.scenes import read_scenes, render_scene_table
 from leafattack.errors import LeafattackError
 from leafattack.grid import SIZE_UNITS, Plan
 from leafattack.leaves import builtin_leaves_dir, load_leaves
 from leafattack.models import resolve_device
+from leafattack.models.loading import load_model
+from leafattack.report.figures import fig_transfer, save_figure
 from leafattack.report.html import write_report
 from leafattack.rundir import (
     check_attacked_set,
@@ -210,3 +214,102 @@ def render(
         )
     except OSError as exc:
         raise disk_error(Path(out), exc) from None
+
+
+@dataclass(frozen=True, slots=True)
+class RobustnessResult:
+    """What ``robustness`` wrote: one row per (scene, view), and the sign-level summary."""
+
+    rows_path: Path
+    summary_path: Path
+    rows: pd.DataFrame
+    summary: pd.DataFrame
+
+
+def robustness(
+    run_dir: str | os.PathLike[str],
+    *,
+    views: int = 100,
+    view_spec: str | None = None,
+    seed: int = 0,
+    all_successes: bool = False,
+    device: str = "auto",
+    quiet: bool = False,
+) -> RobustnessResult:
+    """Re-evaluate a finished run's successful scenes under ``views`` seeded viewing
+    transforms each (default spec: :meth:`ViewSpec.approach`, what a car sees approaching
+    a sign) and write ``robustness.csv`` and ``robustness_summary.csv``.
+
+    Raises:
+        LeafattackError: not a run directory, no successful scene, ``views < 1``, an
+            invalid view spec (all before any work).
+    """
+    rd = Path(run_dir)
+    if views < 1:
+        raise LeafattackError(f"--views {views}: expected at least 1 view per scene")
+    if seed < 0:
+        raise LeafattackError(f"seed={seed}: expected a non-negative integer")
+    spec = ViewSpec.approach() if view_spec in (None, "approach") else ViewSpec.parse(view_spec)
+    prep, plan = open_run(rd, device=device)
+    scenes = attack_scenes(rd, all_successes)
+    with run_lock(rd):
+        rows = survival_rows(prep, plan, scenes, spec, views, seed=seed, quiet=quiet)
+        summary = survival_summary(rows, seed, spec.ranges())
+        try:
+            write_atomic(rd / "robustness.csv", csv_bytes(rows, header=True))
+            write_atomic(rd / "robustness_summary.csv", csv_bytes(summary, header=True))
+        except OSError as exc:
+            raise disk_error(rd, exc) from None
+    return RobustnessResult(rd / "robustness.csv", rd / "robustness_summary.csv", rows, summary)
+
+
+@dataclass(frozen=True, slots=True)
+class TransferResult:
+    """What ``transfer`` wrote: one row per (model, scene), and a row per model."""
+
+    rows_path: Path
+    summary_path: Path
+    rows: pd.DataFrame
+    summary: pd.DataFrame
+
+
+def transfer(
+    run_dir: str | os.PathLike[str],
+    models: list[str],
+    *,
+    all_successes: bool = False,
+    device: str = "auto",
+    trust_torchscript: bool = False,
+    quiet: bool = False,
+) -> TransferResult:
+    """Evaluate a finished run's successful scenes (found against its model) on other
+    models; write ``transfer.csv``, ``transfer_summary.csv`` and ``figures/transfer.png``.
+
+    Raises:
+        LeafattackError: not a run directory, no successful scene, no models, a model that
+            cannot be loaded or does not know the attacked classes.
+    """
+    rd = Path(run_dir)
+    if not models:
+        raise LeafattackError("transfer: no models given (expected --models SPEC,SPEC,...)")
+    prep, plan = open_run(rd, device=device)
+    scenes = attack_scenes(rd, all_successes)
+    targets = [
+        load_model(m, resolve_device(device), trust_torchscript=trust_torchscript)
+        for m in models
+    ]
+    with run_lock(rd):
+        parts = [
+            transfer_rows(prep, plan, scenes, clf, spec, batch_size=prep.config.batch_size)
+            for spec, clf in zip(models, targets, strict=True)
+        ]
+        rows = pd.concat(parts, ignore_index=True)
+        summary = transfer_summary(rows, prep.config.model, prep.config.seed)
+        try:
+            write_atomic(rd / "transfer.csv", csv_bytes(rows, header=True))
+            write_atomic(rd / "transfer_summary.csv", csv_bytes(summary, header=True))
+            (rd / "figures").mkdir(exist_ok=True)
+            save_figure(fig_transfer(summary), rd / "figures" / "transfer.png")
+        except OSError as exc:
+            raise disk_error(rd, exc) from None
+    return TransferResult(rd / "transfer.csv", rd / "transfer_summary.csv", rows, summary)

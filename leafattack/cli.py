@@ -267,6 +267,44 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rate(row: Any) -> str:
+    lo, hi = float(row.ci_low), float(row.ci_high)
+    band = f" [{lo:.1%}, {hi:.1%}]" if lo == lo and hi == hi else ""  # NaN: one sign
+    return f"{float(row.rate):.1%}{band}"
+
+
+def cmd_robustness(args: argparse.Namespace) -> int:
+    from leafattack.api import robustness
+
+    res = robustness(
+        args.run_dir, views=args.views, view_spec=args.view_spec, seed=args.seed,
+        all_successes=args.all_successes, device=args.device, quiet=args.quiet,
+    )
+    s = res.summary
+    print(f"wrote {res.rows_path} and {res.summary_path}")
+    print("survival (share of views under which an attack still succeeds, among views that")
+    print("leave the clean sign correct; mean over signs, 95% bootstrap CI over signs):")
+    for row in s[s["factor"] != "sign"].itertuples(index=False):
+        print(f"  {row.factor:<12} {str(row.level):<16} {row.signs:>4} signs  {_rate(row)}")
+    return 0
+
+
+def cmd_transfer(args: argparse.Namespace) -> int:
+    from leafattack.api import transfer
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    res = transfer(
+        args.run_dir, models, all_successes=args.all_successes, device=args.device,
+        trust_torchscript=args.trust_torchscript, quiet=args.quiet,
+    )
+    print(f"wrote {res.rows_path}, {res.summary_path} and figures/transfer.png")
+    print("transfer (share of successful scenes that also fool the model, over signs it gets")
+    print("right when clean; mean over signs, 95% bootstrap CI over signs):")
+    for row in res.summary.itertuples(index=False):
+        print(f"  {row.model:<40} {row.signs:>4} signs  {_rate(row)}")
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from leafattack.criteria import CRITERIA
     from leafattack.models.architectures import ARCHITECTURES
@@ -482,6 +520,39 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="figures and a self-contained report.html of a run")
     rp.add_argument("run_dir")
     rp.set_defaults(func=cmd_report)
+
+    rb = sub.add_parser(
+        "robustness",
+        help="survival of a run's successful scenes under seeded viewing changes",
+    )
+    rb.add_argument("run_dir")
+    rb.add_argument("--views", type=int, default=100, help="views per scene (default 100)")
+    rb.add_argument(
+        "--view-spec",
+        help="approach (default: distance 1-4, yaw/pitch, brightness, blur, noise as a car "
+        "approaching) or ranges like yaw=-30:30,distance=1:4 (see render --views)",
+    )
+    rb.add_argument("--seed", type=int, default=0, help="seed of the views (default 0)")
+    rb.add_argument(
+        "--all-successes", action="store_true",
+        help="every successful scene, not only each sign's best",
+    )
+    rb.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default auto)")
+    rb.add_argument("--quiet", action="store_true", help="no progress bar")
+    rb.set_defaults(func=cmd_robustness)
+
+    tr = sub.add_parser("transfer", help="a run's successful scenes against other models")
+    tr.add_argument("run_dir")
+    tr.add_argument("--models", required=True, help="comma-separated model specs")
+    tr.add_argument(
+        "--all-successes", action="store_true",
+        help="every successful scene, not only each sign's best",
+    )
+    tr.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default auto)")
+    tr.add_argument("--trust-torchscript", action="store_true",
+                    help="allow TorchScript model files (they run code from the file)")
+    tr.add_argument("--quiet", action="store_true", help="no progress bar")
+    tr.set_defaults(func=cmd_transfer)
 
     i = sub.add_parser("info", help="list sign sources, architectures, species and colours")
     i.set_defaults(func=cmd_info)

@@ -139,3 +139,17 @@ def gtsrb_mean() -> tuple[nn.Module, dict[str, Any]]:
         "class_names": list(GTSRB_CLASSES),
         "resize": "bilinear",
     }
+
+
+class ConstantModel(nn.Module):
+    """Ignores the image: the same logits for every input (class 0 wins)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = torch.zeros((x.shape[0], len(LISA_CLASSES)), device=x.device)
+        logits[:, 0] = 5.0
+        return logits
+
+
+def constant() -> tuple[nn.Module, dict[str, Any]]:
+    """``fixture_models:constant``: LISA classes, always ``addedLane``."""
+    return ConstantModel(), dict(META)

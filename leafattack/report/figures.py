@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Final, Literal
 
 import matplotlib
@@ -88,6 +89,8 @@ FIGURES: Final[dict[str, str]] = {
     "confusion": "Confusion under attack",
     "edge_distributions": "Edge metrics, successes vs failures",
     "gallery": "Strongest attacks",
+    "survival": "Survival of the attacks under viewing changes",
+    "transfer": "Transfer of the attacks to other models",
 }
 """Figure keys (``figures/<key>.png``) and their captions, in report order."""
 
@@ -756,4 +759,86 @@ def fig_gallery(
             fontsize=8,
         )
     fig.suptitle("Strongest attack per sign", fontsize=11)
+    return fig
+
+
+def save_figure(fig: Figure, path: Path) -> None:
+    """Write ``fig`` as a PNG at :data:`DPI` on white, without a software tag (stable bytes)."""
+    fig.savefig(path, format="png", dpi=DPI, facecolor="white", metadata={"Software": None})
+
+
+def fig_transfer(summary: pd.DataFrame) -> Figure:
+    """Transfer heatmap: rows are source models, columns target models, cells the share of
+    the source's successful scenes that also fool the target (sign-level rate, with its
+    95 % bootstrap interval written in the cell).
+
+    Args:
+        summary: ``transfer_summary.csv`` rows of one or more runs (``source, model, rate,
+            ci_low, ci_high``).
+    """
+    require(summary, ("source", "model", "rate", "ci_low", "ci_high"), "transfer summary")
+    sources = list(dict.fromkeys(summary["source"].astype(str)))
+    targets = list(dict.fromkeys(summary["model"].astype(str)))
+    grid = np.full((len(sources), len(targets)), np.nan)
+    text = [["" for _ in targets] for _ in sources]
+    rates = summary["rate"].to_numpy(dtype=float)
+    lows = summary["ci_low"].to_numpy(dtype=float)
+    highs = summary["ci_high"].to_numpy(dtype=float)
+    for n, (src, tgt) in enumerate(zip(summary["source"].astype(str),
+                                       summary["model"].astype(str), strict=True)):
+        i, j = sources.index(src), targets.index(tgt)
+        grid[i, j] = rates[n]
+        lo, hi = lows[n], highs[n]
+        band = f"\n[{lo:.0%}, {hi:.0%}]" if math.isfinite(lo) and math.isfinite(hi) else ""
+        text[i][j] = (f"{rates[n]:.0%}" if math.isfinite(rates[n]) else "n/a") + band
+    fig = Figure(figsize=(1.9 * len(targets) + 2.6, 1.1 * len(sources) + 1.6),
+                 layout="constrained")
+    ax = fig.add_subplot()
+    im = ax.imshow(grid, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
+    for i in range(len(sources)):
+        for j in range(len(targets)):
+            light = math.isfinite(grid[i, j]) and grid[i, j] < 0.6
+            ax.text(j, i, text[i][j], ha="center", va="center", fontsize=8,
+                    color="white" if light else "black")
+    ax.set_xticks(range(len(targets)), targets, rotation=20, ha="right", fontsize=8)
+    ax.set_yticks(range(len(sources)), sources, fontsize=8)
+    ax.set_xlabel("target model")
+    ax.set_ylabel("attacks found against")
+    fig.colorbar(im, ax=ax, format=PercentFormatter(1.0), label="transfer rate")
+    ax.set_title("Transfer of successful leaf scenes (sign-level rate, 95% CI)", fontsize=10)
+    return fig
+
+
+def fig_survival(summary: pd.DataFrame) -> Figure:
+    """Survival of the attacks against each view factor: one panel per factor (binned),
+    the sign-level survival rate with its 95 % bootstrap interval.
+
+    Args:
+        summary: ``robustness_summary.csv`` rows (``factor, level, rate, ci_low, ci_high``).
+    """
+    require(summary, ("factor", "level", "rate", "ci_low", "ci_high"), "survival summary")
+    factors = [f for f in dict.fromkeys(summary["factor"].astype(str))
+               if f not in ("overall", "sign")]
+    if not factors:
+        raise LeafattackError("survival summary has no view factors (identity views?)")
+    fig = Figure(figsize=(3.0 * len(factors) + 0.8, 3.4), layout="constrained")
+    axes = fig.subplots(1, len(factors), squeeze=False, sharey=True)[0]
+    overall = summary[summary["factor"] == "overall"]
+    for ax, factor in zip(axes, factors, strict=True):
+        part = summary[summary["factor"] == factor]
+        x = np.arange(len(part))
+        rate = part["rate"].to_numpy(dtype=float)
+        lo = part["ci_low"].to_numpy(dtype=float)
+        hi = part["ci_high"].to_numpy(dtype=float)
+        ax.errorbar(x, rate, yerr=[np.nan_to_num(rate - lo), np.nan_to_num(hi - rate)],
+                    fmt="o-", color=OKABE_ITO[0], capsize=3)
+        if not overall.empty:
+            ax.axhline(float(overall["rate"].iloc[0]), color=_OVERALL_COLOUR, ls="--", lw=0.8)
+        ax.set_xticks(x, part["level"].astype(str), rotation=30, ha="right", fontsize=7)
+        ax.set_xlabel(factor)
+        ax.set_ylim(0, 1.02)
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    axes[0].set_ylabel("attacks surviving the view")
+    fig.suptitle("Survival under viewing changes (sign-level, 95% CI; dashed: overall)",
+                 fontsize=10)
     return fig

@@ -38,6 +38,8 @@ from leafattack.report.figures import (
     fig_success_vs_coverage,
     fig_success_vs_rotation,
     fig_success_vs_size,
+    fig_survival,
+    fig_transfer,
     require,
 )
 from leafattack.version import __version__
@@ -526,6 +528,35 @@ def _status_notes(data: RunData) -> list[tuple[str, str]]:
     return notes
 
 
+def _lasting_section(data: RunData, figs: _Figures) -> str:
+    """Survival under viewing changes and transfer to other models, when ``leafattack
+    robustness`` / ``transfer`` have written their summaries (empty otherwise)."""
+    parts = []
+    surv_path = data.run_dir / "robustness_summary.csv"
+    if surv_path.exists():
+        surv = pd.read_csv(surv_path)
+        overall = surv[surv["factor"] == "overall"]
+        if not overall.empty:
+            o = overall.iloc[0]
+            parts.append(
+                f"<p>Survival: under {esc(int(o['views']))} seeded views that leave the clean "
+                f"sign correct, the found attacks still succeed in "
+                f"<b>{float(o['rate']):.1%}</b> of them (mean over {int(o['signs'])} signs, "
+                f"95% bootstrap CI over signs [{float(o['ci_low']):.1%}, "
+                f"{float(o['ci_high']):.1%}]; robustness.csv has every view).</p>"
+            )
+        parts.append(figs.add("survival", lambda: fig_survival(surv)))
+    tr_path = data.run_dir / "transfer_summary.csv"
+    if tr_path.exists():
+        tr = pd.read_csv(tr_path)
+        parts.append(
+            "<p>Transfer: the share of the run's successful scenes that also fool each "
+            "other model, over the signs that model classifies correctly when clean.</p>"
+        )
+        parts.append(figs.add("transfer", lambda: fig_transfer(tr)))
+    return "".join(parts)
+
+
 def render_html(
     data: RunData, figs: _Figures, prepared: tuple[Prepared, Plan] | None = None
 ) -> str:
@@ -629,6 +660,9 @@ def render_html(
         )
         sections.append(("edges", "Edge analysis", _edges_section(data, figs)))
         sections.append(("gallery", "Strongest attacks", _gallery(data, figs, prep, plan, reason)))
+    lasting = _lasting_section(data, figs)
+    if lasting:
+        sections.append(("lasting", "Do the attacks last?", lasting))
     sections.append(("provenance", "What produced this report", _provenance(data)))
     nav = "".join(f'<a href="#{sid}">{esc(name)}</a>' for sid, name, _ in sections)
     subtitle = (
