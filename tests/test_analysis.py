@@ -137,7 +137,10 @@ def test_metrics_match_a_per_trial_reference(
         assert sign.shape[:2] == (128, 128)  # the run's sign_size: no resizing before pasting
         leaf = cv2.cvtColor(cv2.imread(str(leaves / f"{row.leaf_id}.png"), cv2.IMREAD_UNCHANGED),
                             cv2.COLOR_BGRA2RGBA)
-        img, _ = opencv_paste(sign, mask, leaf, row.x, row.y, row.size, row.angle)
+        # sizes are fractions of the face width: the mask's bounding box
+        cols = np.flatnonzero(mask.any(axis=0))
+        size_img = row.size * (cols[-1] - cols[0] + 1) / sign.shape[1]
+        img, _ = opencv_paste(sign, mask, leaf, row.x, row.y, size_img, row.angle)
         attacked = canny(np.round(img * 255).astype(np.uint8))
         clean = canny(sign)
         small_mask = cv2.resize(mask.astype(np.float32), (res, res),
