@@ -18,6 +18,7 @@ rotates the leaf counter-clockwise as seen on screen, in degrees.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -65,6 +66,9 @@ def composite(
     x: torch.Tensor,
     y: torch.Tensor,
     angle: torch.Tensor,
+    *,
+    recolour: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
+    | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Paste one leaf onto each sign of a batch.
 
@@ -73,6 +77,10 @@ def composite(
         sign_masks: bool (N, H, W), True on the sign face.
         bank: the leaf bank; ``entry`` int64 (N,) picks ``variant * n_sizes + size_index``.
         x, y: float32 (N,) leaf centres as fractions; angle: float32 (N,) degrees CCW.
+        recolour: optional hook ``(layer, under, rows, slot) -> rgb`` replacing the warped
+            leaf's premultiplied colour while keeping its alpha (the neutral-occluder
+            controls of :mod:`leafattack.compose.controls`); ``layer`` float32 (N, 4, H, W),
+            ``under`` the signs, ``rows`` ``arange(N)``, ``slot`` 0.
 
     Returns:
         ``(images, occluded_frac, alpha)``: float32 (N, 3, H, W) composites in [0, 1],
@@ -90,7 +98,10 @@ def composite(
         bank.images[entry], grid, mode="bilinear", padding_mode="zeros", align_corners=False
     )
     alpha = layer[:, 3]
-    images = signs * (1.0 - alpha.unsqueeze(1)) + layer[:, :3]
+    rgb = layer[:, :3]
+    if recolour is not None:
+        rgb = recolour(layer, signs, torch.arange(n, device=signs.device), 0)
+    images = signs * (1.0 - alpha.unsqueeze(1)) + rgb
     images = images.clamp_(0.0, 1.0)
     m = sign_masks.float()
     area = m.sum(dim=(1, 2)).clamp_min(1.0)

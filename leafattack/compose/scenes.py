@@ -43,7 +43,7 @@ half a pixel at the rim, because ``composite`` rounds the leaf's sides to whole 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -324,6 +324,9 @@ def render_scenes(
     masks: torch.Tensor,
     bank: VariantBank,
     batch: SceneBatch,
+    *,
+    recolour: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
+    | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Render every scene of ``batch``: its sign with its leaves pasted in slot order.
 
@@ -337,6 +340,11 @@ def render_scenes(
         bank: leaf variants; ``batch.variant`` indexes them. Any sign width works; sizes are
             relative to W.
         batch: N scenes with K slots, on the same device as ``signs`` and ``bank``.
+        recolour: optional hook ``(layer, under, rows, slot) -> rgb`` replacing each warped
+            leaf's premultiplied colour while keeping its alpha (the neutral-occluder
+            controls of :mod:`leafattack.compose.controls`): ``layer`` float32 (M, 4, H, W)
+            of slot ``slot``, ``under`` the clean signs of those scenes, ``rows`` int64 (M,)
+            the scenes' rows in the batch.
 
     Returns:
         ``(images, occluded)``: float32 (N, 3, H, W) composites in [0, 1], and float32 (N,)
@@ -378,11 +386,15 @@ def render_scenes(
         )  # (M, 4, H, W)
         del grid
         alpha = layer[:, 3:4]
+        rgb = layer[:, :3]
+        if recolour is not None:
+            under = base.index_select(0, batch.sign.index_select(0, sel))
+            rgb = recolour(layer, under, sel, k)
         if full:
-            images.mul_(1.0 - alpha).add_(layer[:, :3])
+            images.mul_(1.0 - alpha).add_(rgb)
             clear.mul_(1.0 - alpha[:, 0])
         else:
-            images.index_copy_(0, sel, images[sel].mul_(1.0 - alpha).add_(layer[:, :3]))
+            images.index_copy_(0, sel, images[sel].mul_(1.0 - alpha).add_(rgb))
             clear.index_copy_(0, sel, clear[sel].mul_(1.0 - alpha[:, 0]))
     m_all = masks.index_select(0, batch.sign).float()
     area = m_all.sum(dim=(1, 2)).clamp_min(1.0)

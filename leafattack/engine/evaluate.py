@@ -11,6 +11,7 @@ import pandas as pd
 import torch
 
 from leafattack import schema
+from leafattack.compose.controls import LayerHook
 from leafattack.compose.functional import composite, composite_pooled, to_uint8_hwc
 from leafattack.compose.scenes import SceneBatch, render_scenes
 from leafattack.engine.preparation import Prepared
@@ -63,14 +64,16 @@ def placement_tensors(
 
 
 def composite_trials(
-    prep: Prepared, d: dict[str, np.ndarray]
+    prep: Prepared, d: dict[str, np.ndarray], *, recolour: LayerHook | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Full-resolution composites of decoded trials: images (N, 3, H, W), occluded (N,),
-    leaf alpha (N, H, W), as :func:`~leafattack.compose.composite` returns them."""
+    leaf alpha (N, H, W), as :func:`~leafattack.compose.composite` returns them (with
+    ``recolour``, the leaf's colour replaced, as there)."""
     sign, entry, x, y, angle = placement_tensors(prep, d)
     with torch.inference_mode():
         return composite(
-            prep.sign_images[sign], prep.sign_masks[sign], prep.bank, entry, x, y, angle
+            prep.sign_images[sign], prep.sign_masks[sign], prep.bank, entry, x, y, angle,
+            recolour=recolour,
         )
 
 
@@ -186,9 +189,10 @@ def variant_columns(prep: Prepared) -> dict[str, np.ndarray]:
 
 
 def composite_scenes(
-    prep: Prepared, d: dict[str, np.ndarray]
+    prep: Prepared, d: dict[str, np.ndarray], *, recolour: LayerHook | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Render decoded random scenes (:meth:`~leafattack.grid.ScenePlan.decode`).
+    """Render decoded random scenes (:meth:`~leafattack.grid.ScenePlan.decode`); with
+    ``recolour``, every leaf's colour replaced (:func:`~leafattack.compose.render_scenes`).
 
     Returns:
         float32 (N, 3, H, W) composites in [0, 1] at the sign resolution, and float32 (N,)
@@ -208,7 +212,9 @@ def composite_scenes(
         present=torch.ones((n, k), dtype=torch.bool, device=dev),
     )
     with torch.inference_mode():
-        return render_scenes(prep.sign_images, prep.sign_masks, prep.scene_bank, batch)
+        return render_scenes(
+            prep.sign_images, prep.sign_masks, prep.scene_bank, batch, recolour=recolour
+        )
 
 
 def leaf_rows(prep: Prepared, plan: ScenePlan) -> pd.DataFrame:
