@@ -41,9 +41,11 @@ int64 (M,) are the batch rows (scenes) of the M leaves and ``slot`` their slot."
 GREY: Final[float] = 128.0 / 255.0
 """Mid grey, as a uint8 leaf painted (128, 128, 128) renders."""
 
-SHUFFLE_ALPHA: Final[float] = 0.5
-"""Pixels with at least this alpha form the leaf's mask for ``shuffled``; its rim below
-keeps its own colour."""
+SHUFFLE_ALPHA: Final[float] = 0.9999
+"""``shuffled`` permutes the leaf's opaque interior (alpha at least this); the anti-aliased
+rim below keeps its own colour. Within the interior every pixel has the same alpha (up to
+float rounding), so the permutation keeps the leaf's colour sum: a model that sees only mean
+colours cannot tell ``shuffled`` from the leaf."""
 
 _MASK32: Final[int] = 0xFFFFFFFF
 
@@ -116,11 +118,11 @@ def noise(layer: torch.Tensor, under: torch.Tensor, keys: torch.Tensor) -> torch
 
 
 def shuffled(layer: torch.Tensor, under: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-    """The leaf's own colours permuted among its mask pixels (alpha >= :data:`SHUFFLE_ALPHA`).
+    """The leaf's own colours permuted among its opaque pixels (alpha >= :data:`SHUFFLE_ALPHA`).
 
     Keeps the colour histogram of the leaf as rendered and removes veins and texture. The
-    colours (unpremultiplied) move; each pixel keeps its own alpha, and the rim below the
-    threshold keeps its colour. One seeded permutation per leaf, all leaves at once.
+    colours (unpremultiplied) move; each pixel keeps its own alpha, and the anti-aliased rim
+    keeps its colour. One seeded permutation per leaf, all leaves at once.
     """
     m, _, h, w = layer.shape
     n = h * w
