@@ -141,7 +141,7 @@ def _run_locked(prep: Prepared, run_dir: Path) -> tuple[RunResult, Plan]:
     try:
         start_rows, seconds = execute_trials(prep, plan, run_dir)
         trials = read_trials(run_dir)
-        summary = summarise(trials)
+        summary = summarise(trials, BootSpec(seed=config.seed))
         write_atomic(run_dir / "summary.csv", csv_bytes(summary, header=True))
         best = write_best(prep, plan, strongest(trials), run_dir)
         write_atomic(run_dir / "best.csv", csv_bytes(best, header=True))

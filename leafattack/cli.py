@@ -110,12 +110,13 @@ def format_run_summary(result: Any) -> str:
         lines.append("")
         lines.append(
             f"{'success by ' + factor if factor != 'overall' else 'overall':<28}"
-            f"{'trials':>9} {'rate':>7}  95% CI"
+            f"{'trials':>9} {'rate':>7}  95% CI (signs resampled)"
         )
         for row in part.itertuples(index=False):
+            lo, hi = float(row.ci_low), float(row.ci_high)
+            ci = "- (one sign)" if lo != lo else f"[{lo:.1%}, {hi:.1%}]"  # NaN: one sign
             lines.append(
-                f"  {str(row.level):<26}{int(row.trials):>9} {float(row.rate):>7.1%}  "
-                f"[{float(row.ci_low):.1%}, {float(row.ci_high):.1%}]"
+                f"  {str(row.level):<26}{int(row.trials):>9} {float(row.rate):>7.1%}  {ci}"
             )
     return "\n".join(lines)
 

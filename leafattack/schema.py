@@ -117,8 +117,16 @@ SUMMARY_COLUMNS: Final[dict[str, str]] = {
     "trials": "int64",  # trials, or signs for the signs_fooled factors
     "successes": "int64",
     "rate": "float64",
-    "ci_low": "float64",  # 95% Wilson interval
+    # 95% interval: cluster bootstrap resampling signs (and leaves), or Wilson's for the
+    # signs_fooled rows (whose units are signs); NaN for a level of fewer than two signs
+    "ci_low": "float64",
     "ci_high": "float64",
+    "signs": "int64",  # distinct signs in the level
+    "wilson_trial_low": "float64",  # 95% Wilson interval treating trials as independent
+    "wilson_trial_high": "float64",
+    "resampled": "string",  # "signs", "signs+leaves" or "none (Wilson)"
+    "n_boot": "int64",  # bootstrap resamples (0: no bootstrap)
+    "boot_seed": "int64",
 }
 
 CORRELATION_COLUMNS: Final[dict[str, str]] = {
