@@ -357,3 +357,28 @@ def test_mean_colour_model_cannot_tell_grey_from_a_grey_leaf_or_shuffled_from_th
     # Not vacuous: the red leaf and its grey stand-in do differ for this model.
     assert (np.abs(pair["true_conf_ctl"] - pair["red_conf"]) > 1e-3).any()
     assert leaf["success"].any() or grey_leaf["success"].any()
+
+
+def test_report_has_the_is_it_the_leaf_section(control_run: Path, tmp_path: Path) -> None:
+    from leafattack.report.controls import fig_leaf_vs_controls, read_controls_summary
+    from leafattack.report.html import write_report
+
+    rd = tmp_path / "r"
+    shutil.copytree(control_run, rd)
+    page = write_report(rd).read_text()
+    assert "Is it the leaf?" in page and 'id="controls-table"' in page
+    assert (rd / "figures" / "leaf_vs_controls.png").exists()
+    summary = read_controls_summary(rd)
+    assert summary is not None
+    ax = fig_leaf_vs_controls(summary).axes[0]
+    trials = pd.read_csv(rd / "trials.csv")
+    ctl = pd.read_csv(rd / "controls.csv")
+    want_leaf = trials.groupby("size")["success"].mean().to_numpy()
+    lines = {str(c.get_label()): c.lines[0] for c in ax.containers}  # one errorbar each
+    assert set(lines) == {"leaf", "grey", "shuffled", "black"}
+    np.testing.assert_allclose(np.asarray(lines["leaf"].get_ydata(), float), want_leaf, atol=1e-6)
+    grey = ctl[ctl["control"] == "grey"].merge(trials[["trial_id", "size"]], on="trial_id")
+    np.testing.assert_allclose(
+        np.asarray(lines["grey"].get_ydata(), float),
+        grey.groupby("size")["success"].mean().to_numpy(), atol=1e-6,
+    )
