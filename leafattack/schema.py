@@ -140,9 +140,11 @@ CORRELATION_COLUMNS: Final[dict[str, str]] = {
     "spearman_rho": "float64",
     "spearman_p": "float64",
     "auc": "float64",  # ROC AUC (success target only)
-    "auc_ci_low": "float64",
+    "auc_ci_low": "float64",  # 95% percentile bootstrap; what it resamples: auc_ci_resampled
     "auc_ci_high": "float64",
     "odds_ratio": "float64",  # per standard deviation of the metric (success target only)
+    "auc_ci_resampled": "string",  # "signs" (cluster bootstrap, runs) or "trials"
+    "n_boot": "int64",  # bootstrap replicates of the AUC interval
 }
 
 SUMMARY_FACTORS: Final[tuple[str, ...]] = (

@@ -119,3 +119,41 @@ def test_sign_level_rate_and_mcnemar() -> None:
     assert mcnemar_exact(0, 0) == 1.0
     assert mcnemar_exact(7, 3) == pytest.approx(stats.binomtest(7, 10).pvalue)
     assert mcnemar_exact(3, 7) == pytest.approx(mcnemar_exact(7, 3))
+
+
+def test_cluster_auc_interval_without_clusters_matches_scipy() -> None:
+    """Each observation its own cluster: the ordinary paired bootstrap of the AUC."""
+    from leafattack.analysis.cluster import cluster_bootstrap_auc_ci
+    from leafattack.analysis.stats import roc_auc
+
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 2, 400)
+    s = y * 0.8 + rng.normal(0, 1, 400)
+    low, high = cluster_bootstrap_auc_ci(s, y, np.arange(400), n_boot=4000, seed=0)
+    ref = stats.bootstrap(
+        (s, y), lambda a, b: roc_auc(a, b), paired=True, vectorized=False, n_resamples=4000,
+        method="percentile", random_state=1,
+    ).confidence_interval
+    assert low == pytest.approx(ref.low, abs=0.01)
+    assert high == pytest.approx(ref.high, abs=0.01)
+
+
+def test_correlation_auc_interval_widens_when_resampling_signs() -> None:
+    """A metric whose link to success differs by sign: the sign-level AUC interval is wider
+    than the trial-level one, and the table says which it is."""
+    from leafattack.analysis.stats import correlation_table
+
+    rng = np.random.default_rng(3)
+    sign = np.repeat(np.arange(8), 500)
+    slope = np.linspace(-0.5, 2.5, 8)[sign]
+    m = rng.normal(0, 1, len(sign))
+    success = rng.random(len(sign)) < 1 / (1 + np.exp(-(slope * m - 1)))
+    df = pd.DataFrame({"m": m, "success": success, "sign_id": sign})
+    trial = correlation_table(df, ["m"], conf_drop_col=None, by=(), n_boot=300)
+    signs = correlation_table(df, ["m"], conf_drop_col=None, by=(), n_boot=300,
+                              clusters="sign_id")
+    t, c = trial.iloc[0], signs.iloc[0]
+    assert (t.auc_ci_resampled, c.auc_ci_resampled) == ("trials", "signs")
+    assert c.auc == t.auc
+    assert c.auc_ci_low <= c.auc <= c.auc_ci_high
+    assert (c.auc_ci_high - c.auc_ci_low) > 2 * (t.auc_ci_high - t.auc_ci_low)

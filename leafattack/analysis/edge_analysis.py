@@ -203,7 +203,8 @@ def compute_edges(
     clean_conf = clean.set_index("sign_id")["true_conf"]
     joined["conf_drop"] = joined["sign_id"].map(clean_conf) - joined["true_conf"]
     corr = correlation_table(
-        joined, names, by=("species", "size"), n_boot=n_boot, seed=prep.config.seed
+        joined, names, by=("species", "size"), n_boot=n_boot, seed=prep.config.seed,
+        clusters="sign_id",
     )
     corr_path = run_dir / "correlation.csv"
     try:
