@@ -264,6 +264,7 @@ def cmd_edges(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         n_boot=args.n_boot,
         at_model_resolution=args.resolution == "model",
+        overwrite=args.overwrite,
     )
     print(res.table_text)
     return 0
@@ -460,6 +461,10 @@ def build_parser() -> argparse.ArgumentParser:
     ed.add_argument("--high", type=float, help="Canny high threshold (default 150)")
     ed.add_argument("--blur", type=int, help="Gaussian kernel size before Canny (default 3)")
     ed.add_argument("--n-boot", type=int, default=200, help="bootstrap replicates for AUC CIs")
+    ed.add_argument(
+        "--overwrite", action="store_true",
+        help="replace an edges.csv computed with other settings (otherwise refused)",
+    )
     ed.set_defaults(func=cmd_edges)
 
     ct = sub.add_parser(

@@ -85,6 +85,28 @@ def _edge_images(
     return d, attacked, leaf
 
 
+def warn_edgeless(
+    prep: Prepared, plan: Plan, clean_edges: np.ndarray, masks: np.ndarray, cfg: EdgeConfig
+) -> int:
+    """Log a warning naming how many attacked signs have no clean Canny edge on their face
+    (their edge metrics come out empty); returns that number."""
+    active = np.asarray(plan.active, dtype=bool)
+    on_face = (np.asarray(clean_edges, bool) & np.asarray(masks, bool)).reshape(len(masks), -1)
+    edgeless = active & ~on_face.any(axis=1)
+    n = int(edgeless.sum())
+    if n:
+        files = [str(prep.signs.files[int(i)]) for i in np.asarray(prep.sign_ids)[edgeless][:5]]
+        log.warning(
+            "%d of %d attacked signs have no clean Canny edges on their face at %s px "
+            "(thresholds %s); their edge metrics are empty: %s%s. Try leafattack edges --auto "
+            "or --resolution sign",
+            n, int(active.sum()), cfg.resolution or "sign",
+            "automatic" if cfg.auto else f"{cfg.low:g}/{cfg.high:g}",
+            ", ".join(files), ", ..." if n > 5 else "",
+        )
+    return n
+
+
 def run_edges(
     run_dir: Path,
     *,
@@ -94,6 +116,7 @@ def run_edges(
     n_boot: int = 200,
     quiet: bool = False,
     at_model_resolution: bool = True,
+    overwrite: bool = False,
 ) -> EdgesResult:
     """Compute ``edges.csv`` and ``correlation.csv`` for a finished run (resumable).
 
@@ -118,6 +141,7 @@ def run_edges(
             n_boot=n_boot,
             quiet=quiet,
             at_model_resolution=at_model_resolution,
+            overwrite=overwrite,
         )
 
 
@@ -131,6 +155,7 @@ def compute_edges(
     n_boot: int = 200,
     quiet: bool = False,
     at_model_resolution: bool = True,
+    overwrite: bool = False,
 ) -> EdgesResult:
     """The edge analysis of a finished run whose lock the caller holds.
 
@@ -140,6 +165,10 @@ def compute_edges(
         at_model_resolution: compute the edge maps at the model's input size (overrides
             ``config.resolution``); False keeps ``config.resolution`` (None = sign size).
         n_boot: bootstrap replicates of the AUC intervals.
+        overwrite: replace an ``edges.csv`` computed with other settings (otherwise refused).
+
+    Warns (log) with the number of attacked signs whose clean image has no Canny edge on
+    its face at these settings: their metrics are empty.
     """
     if isinstance(plan, ScenePlan):
         raise LeafattackError(
@@ -158,6 +187,15 @@ def compute_edges(
     cfg_doc = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
     names = list(EDGE_METRICS)
     edges_path = run_dir / "edges.csv"
+    stored = read_progress(run_dir / EDGES_PROGRESS).get("config")
+    if stored is not None and stored != cfg_doc and edges_path.exists() and not overwrite:
+        changed = sorted(k for k in cfg_doc if stored.get(k) != cfg_doc[k]) if isinstance(
+            stored, dict
+        ) else ["config"]
+        raise LeafattackError(
+            f"{edges_path}: computed with other settings ({', '.join(changed)} differ); "
+            f"rerun leafattack edges with --overwrite to replace it"
+        )
     table = AppendLog(
         edges_path,
         run_dir / EDGES_PROGRESS,
@@ -170,6 +208,7 @@ def compute_edges(
         clean_imgs = prep.sign_images.permute(0, 2, 3, 1).cpu().numpy()
         clean_edges = canny_batch(clean_imgs, cfg)
         sign_masks = resize_masks(prep.sign_masks.cpu().numpy(), cfg.resolution)
+        warn_edgeless(prep, plan, clean_edges, sign_masks, cfg)
         trial_ids = trials["trial_id"].to_numpy()
         total = plan.total_active
         with table as done, tqdm(

@@ -109,9 +109,11 @@ def rate_table(
 
 def rate_by(trials: pd.DataFrame, column: str, boot: BootSpec | None = None) -> pd.DataFrame:
     """:func:`rate_table` of ``trials["success"]`` by ``trials[column]``, with sign-level
-    intervals (signs from ``sign_id``; leaves from ``leaf_id`` when the trials have it)."""
+    intervals (signs from ``sign_id``; leaves from ``leaf_id`` when the trials have them;
+    Wilson's interval for rows without ``sign_id``)."""
+    signs = trials["sign_id"] if "sign_id" in trials.columns else None
     leaves = trials["leaf_id"] if "leaf_id" in trials.columns else None
-    return rate_table(trials["success"], trials[column], trials["sign_id"], leaves, boot)
+    return rate_table(trials["success"], trials[column], signs, leaves, boot)
 
 
 def signs_fooled(trials: pd.DataFrame) -> pd.DataFrame:
