@@ -4,7 +4,7 @@ Public API::
 
     import leafattack
     result = leafattack.run(leafattack.RunConfig(limit_signs=4))
-    result.summary  # success rates with Wilson intervals
+    result.summary  # success rates with sign-level intervals
 
 See the README for concepts, the CLI and accepted data layouts.
 """

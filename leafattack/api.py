@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,12 +22,17 @@ import pandas as pd
 import tomli_w
 
 from leafattack.analysis.best import write_best
+from leafattack.analysis.cluster import BootSpec
+from leafattack.analysis.controls import write_controls_summary
 from leafattack.analysis.edge_analysis import EdgesResult, compute_edges
 from leafattack.analysis.robustness import survival_summary, transfer_summary
 from leafattack.analysis.summary import strongest, summarise
+from leafattack.compose.controls import parse_kinds
 from leafattack.compose.views import ViewSpec
 from leafattack.config import APPEARANCES, RunConfig, default_out
 from leafattack.data import load_signs
+from leafattack.engine.controls import check_run_complete
+from leafattack.engine.controls import run_controls as execute_controls
 from leafattack.engine.evaluate import clean_predictions, sign_records
 from leafattack.engine.execute import execute_trials
 from leafattack.engine.preparation import Prepared, attack_mask, build_plan, open_run, prepare
@@ -73,8 +79,11 @@ class RunResult:
         return done / self.seconds if self.seconds > 0 else float("nan")
 
 
-def run(config: RunConfig) -> RunResult:
+def run(config: RunConfig, *, controls: Sequence[str] = ()) -> RunResult:
     """Run (or resume) a grid-search leaf attack and write its run directory.
+
+    ``controls`` names neutral-occluder control kinds to run after the attack (see
+    :func:`run_controls`), before the report.
 
     The run is prepared once (model, signs, leaves) and the run directory stays locked
     from the first write to the last, edges and report included.
@@ -86,6 +95,7 @@ def run(config: RunConfig) -> RunResult:
         LeafattackError: bad input (before any work starts), a locked or mismatching run
             directory, or a write failure (results so far stay resumable).
     """
+    kinds = _control_kinds(",".join(controls)) if controls else ()
     prep = prepare(config)
     run_dir = Path(config.out) if config.out else default_out(config)
     try:
@@ -102,6 +112,8 @@ def run(config: RunConfig) -> RunResult:
         if config.edges:
             edges = compute_edges(run_dir, prep, plan, quiet=config.quiet)
             result = dataclasses.replace(result, edges=edges)
+        if kinds:
+            _controls_locked(prep, plan, run_dir, kinds, quiet=config.quiet)
         if config.report:
             write_report(run_dir, prepared=(prep, plan))
     return result
@@ -134,7 +146,7 @@ def _run_locked(prep: Prepared, run_dir: Path) -> tuple[RunResult, Plan]:
     try:
         start_rows, seconds = execute_trials(prep, plan, run_dir)
         trials = read_trials(run_dir)
-        summary = summarise(trials)
+        summary = summarise(trials, BootSpec(seed=config.seed))
         write_atomic(run_dir / "summary.csv", csv_bytes(summary, header=True))
         best = write_best(prep, plan, strongest(trials), run_dir)
         write_atomic(run_dir / "best.csv", csv_bytes(best, header=True))
@@ -313,3 +325,77 @@ def transfer(
         except OSError as exc:
             raise disk_error(rd, exc) from None
     return TransferResult(rd / "transfer.csv", rd / "transfer_summary.csv", rows, summary)
+
+
+# --- neutral-occluder controls (issue 14) -------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ControlsResult:
+    """What :func:`run_controls` produced: ``controls.csv`` rows written and the paired
+    comparison (CONTROLS_SUMMARY_COLUMNS, also in ``controls_summary.csv``)."""
+
+    run_dir: Path
+    kinds: tuple[str, ...]
+    summary: pd.DataFrame
+    n_rows: int
+    resumed_from: int
+    seconds: float
+
+
+def _control_kinds(text: str | None) -> tuple[str, ...]:
+    try:
+        return parse_kinds(text)
+    except ValueError as exc:
+        raise LeafattackError(str(exc)) from None
+
+
+def _controls_locked(
+    prep: Prepared, plan: Plan, run_dir: Path, kinds: tuple[str, ...], *, quiet: bool,
+    n_boot: int = 1000,
+) -> ControlsResult:
+    try:
+        start, seconds = execute_controls(prep, plan, run_dir, kinds, quiet=quiet)
+        summary = write_controls_summary(run_dir, BootSpec(n_boot=n_boot, seed=prep.config.seed))
+    except OSError as exc:
+        raise disk_error(run_dir, exc) from None
+    n_rows = len(kinds) * plan.total_active
+    return ControlsResult(run_dir, kinds, summary, n_rows, start, seconds)
+
+
+def run_controls(
+    run_dir: str | os.PathLike[str],
+    kinds: str | Sequence[str] | None = None,
+    *,
+    device: str = "auto",
+    quiet: bool = False,
+    n_boot: int = 1000,
+    report: bool = False,
+) -> ControlsResult:
+    """Re-render every attacked trial of a finished run under neutral-occluder controls.
+
+    Same signs, leaves' alpha masks, sizes, angles and positions; the leaves' colours
+    replaced by each kind of :data:`~leafattack.compose.controls.CONTROLS` (``grey``,
+    ``mean``, ``black``, ``shuffled``, ``noise``; None = all). Writes ``controls.csv``
+    (resumable, like ``trials.csv``) and ``controls_summary.csv`` (the leaf against each
+    control with sign-level intervals and McNemar's test); ``report`` rewrites report.html.
+
+    Raises:
+        LeafattackError: not a (finished) run directory, an unknown kind, changed inputs,
+            or a write failure (results so far stay resumable).
+    """
+    names = kinds if kinds is None or isinstance(kinds, str) else ",".join(kinds)
+    chosen = _control_kinds(names)
+    if isinstance(n_boot, bool) or n_boot < 1:
+        raise LeafattackError(f"n_boot={n_boot}: expected a positive number of resamples")
+    rd = Path(run_dir)
+    if not rd.is_dir():
+        raise LeafattackError(f"{rd}: not a run directory (no such folder)")
+    check_run_complete(rd)
+    prep, plan = open_run(rd, device=device)
+    prep = dataclasses.replace(prep, config=dataclasses.replace(prep.config, quiet=quiet))
+    with run_lock(rd):
+        result = _controls_locked(prep, plan, rd, chosen, quiet=quiet, n_boot=n_boot)
+        if report:
+            write_report(rd, prepared=(prep, plan))
+    return result

@@ -41,12 +41,40 @@ def cmd_run(args: argparse.Namespace) -> int:
         flags["size_unit"] = "face"
     config = config_from_mapping(flags, base=config)
     assert isinstance(config, RunConfig)
-    result = run(config)
+    kinds = tuple(k.strip() for k in args.controls.split(",") if k.strip()) if args.controls else ()
+    result = run(config, controls=kinds)
     print(format_run_summary(result, config.grid.size_unit))
     if result.edges is not None:
         print()
         print(f"edge metrics vs success ({result.edges.correlation_path}):")
         print(result.edges.table_text)
+    if kinds:
+        _print_controls(result.run_dir)
+    return 0
+
+
+# --- neutral-occluder controls (issue 14) -------------------------------------------------
+
+
+def _print_controls(run_dir: Path) -> None:
+    import pandas as pd
+
+    from leafattack.analysis.controls import CONTROLS_SUMMARY_FILE, format_controls_table
+
+    print()
+    print(format_controls_table(pd.read_csv(run_dir / CONTROLS_SUMMARY_FILE)))
+
+
+def cmd_controls(args: argparse.Namespace) -> int:
+    from leafattack.analysis.controls import format_controls_table
+    from leafattack.api import run_controls
+
+    res = run_controls(
+        args.run_dir, args.kinds, device=args.device, quiet=args.quiet, n_boot=args.n_boot,
+        report=args.report,
+    )
+    print(format_controls_table(res.summary))
+    print(f"wrote {res.run_dir / 'controls.csv'} and {res.run_dir / 'controls_summary.csv'}")
     return 0
 
 
@@ -92,12 +120,13 @@ def format_run_summary(result: Any, size_unit: str = "face") -> str:
             label += " (cm)" if size_unit == "cm" else " (x face width)"
         lines.append(
             f"{label:<28}"
-            f"{'trials':>9} {'rate':>7}  95% CI"
+            f"{'trials':>9} {'rate':>7}  95% CI (signs resampled)"
         )
         for row in part.itertuples(index=False):
+            lo, hi = float(row.ci_low), float(row.ci_high)
+            ci = "- (one sign)" if lo != lo else f"[{lo:.1%}, {hi:.1%}]"  # NaN: one sign
             lines.append(
-                f"  {str(row.level):<26}{int(row.trials):>9} {float(row.rate):>7.1%}  "
-                f"[{float(row.ci_low):.1%}, {float(row.ci_high):.1%}]"
+                f"  {str(row.level):<26}{int(row.trials):>9} {float(row.rate):>7.1%}  {ci}"
             )
     return "\n".join(lines)
 
@@ -254,6 +283,7 @@ def cmd_edges(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         n_boot=args.n_boot,
         at_model_resolution=args.resolution == "model",
+        overwrite=args.overwrite,
     )
     print(res.table_text)
     return 0
@@ -398,6 +428,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--edges", action="store_true", help="also run the edge analysis")
     r.add_argument("--report", action="store_true", help="also write report.html")
+    r.add_argument(
+        "--controls",
+        help="also run neutral-occluder controls: comma-separated kinds (grey, mean, black, "
+        "shuffled, noise) or all; see leafattack controls",
+    )
     r.add_argument("--executor", choices=["local", "ray"], help="where trials run (default local)")
     r.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
     r.add_argument("--workers", type=int, help="Ray actors (default 2)")
@@ -515,7 +550,29 @@ def build_parser() -> argparse.ArgumentParser:
     ed.add_argument("--high", type=float, help="Canny high threshold (default 150)")
     ed.add_argument("--blur", type=int, help="Gaussian kernel size before Canny (default 3)")
     ed.add_argument("--n-boot", type=int, default=200, help="bootstrap replicates for AUC CIs")
+    ed.add_argument(
+        "--overwrite", action="store_true",
+        help="replace an edges.csv computed with other settings (otherwise refused)",
+    )
     ed.set_defaults(func=cmd_edges)
+
+    ct = sub.add_parser(
+        "controls",
+        help="is it the leaf? re-render a run's scenes with neutral occluders of the same shape",
+        description="Re-render every attacked trial of a finished run with the same alpha "
+        "masks and placements, the leaves' colour replaced by a neutral occluder: grey (mid "
+        "grey), mean (the sign's mean colour under the leaf), black, shuffled (the leaf's own "
+        "pixels permuted inside its mask, seeded), noise (seeded uniform noise). Writes "
+        "controls.csv (resumable) and controls_summary.csv (leaf vs each control, sign-level "
+        "intervals, McNemar's exact test).",
+    )
+    ct.add_argument("run_dir")
+    ct.add_argument("--kinds", help="comma-separated control kinds, or all (default all)")
+    ct.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default auto)")
+    ct.add_argument("--n-boot", type=int, default=1000, help="cluster-bootstrap resamples")
+    ct.add_argument("--report", action="store_true", help="rewrite report.html afterwards")
+    ct.add_argument("--quiet", action="store_true", help="no progress bar")
+    ct.set_defaults(func=cmd_controls)
 
     rp = sub.add_parser("report", help="figures and a self-contained report.html of a run")
     rp.add_argument("run_dir")

@@ -141,6 +141,9 @@ def check_resumable(run_dir: Path, doc: Mapping[str, Any], overwrite: bool) -> N
             "edges_progress.json",
             "leaves.csv",
             "correlation.csv",
+            "controls.csv",
+            "controls_progress.json",
+            "controls_summary.csv",
             "report.html",
         ):
             (run_dir / name).unlink(missing_ok=True)

@@ -117,8 +117,16 @@ SUMMARY_COLUMNS: Final[dict[str, str]] = {
     "trials": "int64",  # trials, or signs for the signs_fooled factors
     "successes": "int64",
     "rate": "float64",
-    "ci_low": "float64",  # 95% Wilson interval
+    # 95% interval: cluster bootstrap resampling signs (and leaves), or Wilson's for the
+    # signs_fooled rows (whose units are signs); NaN for a level of fewer than two signs
+    "ci_low": "float64",
     "ci_high": "float64",
+    "signs": "int64",  # distinct signs in the level
+    "wilson_trial_low": "float64",  # 95% Wilson interval treating trials as independent
+    "wilson_trial_high": "float64",
+    "resampled": "string",  # "signs", "signs+leaves" or "none (Wilson)"
+    "n_boot": "int64",  # bootstrap resamples (0: no bootstrap)
+    "boot_seed": "int64",
 }
 
 CORRELATION_COLUMNS: Final[dict[str, str]] = {
@@ -132,9 +140,11 @@ CORRELATION_COLUMNS: Final[dict[str, str]] = {
     "spearman_rho": "float64",
     "spearman_p": "float64",
     "auc": "float64",  # ROC AUC (success target only)
-    "auc_ci_low": "float64",
+    "auc_ci_low": "float64",  # 95% percentile bootstrap; what it resamples: auc_ci_resampled
     "auc_ci_high": "float64",
     "odds_ratio": "float64",  # per standard deviation of the metric (success target only)
+    "auc_ci_resampled": "string",  # "signs" (cluster bootstrap, runs) or "trials"
+    "n_boot": "int64",  # bootstrap replicates of the AUC interval
 }
 
 SUMMARY_FACTORS: Final[tuple[str, ...]] = (
@@ -154,3 +164,39 @@ bins of :data:`COVERAGE_BINS`)."""
 COVERAGE_BINS: Final[tuple[float, ...]] = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
 """Edges of the coverage bins (share of the sign face covered), left-closed; the last bin
 includes 1."""
+
+CONTROL_COLUMNS: Final[dict[str, str]] = {
+    "trial_id": "int64",  # the trial (or scene) of trials.csv whose leaves were re-coloured
+    "control": "string",  # control kind (leafattack.compose.controls.CONTROLS)
+    "pred_label": "int64",
+    "pred_name": "string",
+    "pred_conf": "float64",
+    "true_conf": "float64",
+    "success": "bool",  # the run's criterion on the control image
+}
+"""controls.csv: one row per attacked trial and control kind, kind-major, in trial order."""
+
+CONTROLS_SUMMARY_COLUMNS: Final[dict[str, str]] = {
+    "control": "string",
+    "factor": "string",  # overall, species, colour, size, n_leaves
+    "level": "string",
+    "trials": "int64",  # paired trials (leaf and control on the same placement)
+    "signs": "int64",
+    "leaf_rate": "float64",
+    "leaf_ci_low": "float64",  # 95% cluster-bootstrap interval (resampling signs[, leaves])
+    "leaf_ci_high": "float64",
+    "control_rate": "float64",
+    "control_ci_low": "float64",
+    "control_ci_high": "float64",
+    "excess": "float64",  # leaf_rate - control_rate
+    "excess_ci_low": "float64",
+    "excess_ci_high": "float64",
+    "leaf_only": "int64",  # discordant pairs: the leaf fools the model, the control does not
+    "control_only": "int64",  # discordant pairs the other way
+    "mcnemar_p": "float64",  # exact McNemar test (binomial on the discordant pairs); treats
+    # trials as independent, which they are not: read the sign-level interval first
+    "resampled": "string",  # "signs" or "signs+leaves": the clusters of the bootstrap
+    "n_boot": "int64",
+    "boot_seed": "int64",
+}
+"""controls_summary.csv: the leaf against each control on identical placements."""

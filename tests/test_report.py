@@ -21,9 +21,9 @@ from matplotlib.collections import PolyCollection
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from PIL import Image
-from scipy.stats import binomtest
 
 from leafattack import schema
+from leafattack.analysis.cluster import cluster_bootstrap
 from leafattack.api import run
 from leafattack.config import RunConfig
 from leafattack.errors import LeafattackError
@@ -249,10 +249,13 @@ def test_size_and_rotation_lines(big_run: Path) -> None:
     bands = [c for c in ax.collections if isinstance(c, PolyCollection)]
     assert len(bands) == 2
     grp = trials[trials["species"] == "maple"]
-    k = int(grp.loc[grp["size"] == 1.2, "success"].sum())
-    n = int((grp["size"] == 1.2).sum())
-    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
-    lo, hi = ci.low, ci.high
+    at_size = grp[grp["size"] == 1.2]  # the band is the sign-level (cluster-bootstrap) interval
+    reps = cluster_bootstrap(
+        at_size["success"].to_numpy(dtype=float)[:, None], at_size["sign_id"].to_numpy(),
+        at_size["leaf_id"].to_numpy() if at_size["leaf_id"].nunique() > 1 else None,
+        n_boot=1000, seed=0,
+    )[:, 0]
+    lo, hi = np.quantile(reps, [0.025, 0.975])
     ys = np.asarray(bands[0].get_paths()[0].vertices, dtype=np.float64)
     at = ys[np.isclose(ys[:, 0], 1.2), 1]
     assert at.min() == pytest.approx(lo, abs=1e-9) and at.max() == pytest.approx(hi, abs=1e-9)

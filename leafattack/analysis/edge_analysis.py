@@ -92,6 +92,28 @@ def _edge_images(
     return d, attacked, leaf
 
 
+def warn_edgeless(
+    prep: Prepared, plan: Plan, clean_edges: np.ndarray, masks: np.ndarray, cfg: EdgeConfig
+) -> int:
+    """Log a warning naming how many attacked signs have no clean Canny edge on their face
+    (their edge metrics come out empty); returns that number."""
+    active = np.asarray(plan.active, dtype=bool)
+    on_face = (np.asarray(clean_edges, bool) & np.asarray(masks, bool)).reshape(len(masks), -1)
+    edgeless = active & ~on_face.any(axis=1)
+    n = int(edgeless.sum())
+    if n:
+        files = [str(prep.signs.files[int(i)]) for i in np.asarray(prep.sign_ids)[edgeless][:5]]
+        log.warning(
+            "%d of %d attacked signs have no clean Canny edges on their face at %s px "
+            "(thresholds %s); their edge metrics are empty: %s%s. Try leafattack edges --auto "
+            "or --resolution sign",
+            n, int(active.sum()), cfg.resolution or "sign",
+            "automatic" if cfg.auto else f"{cfg.low:g}/{cfg.high:g}",
+            ", ".join(files), ", ..." if n > 5 else "",
+        )
+    return n
+
+
 def run_edges(
     run_dir: Path,
     *,
@@ -101,6 +123,7 @@ def run_edges(
     n_boot: int = 200,
     quiet: bool = False,
     at_model_resolution: bool = True,
+    overwrite: bool = False,
 ) -> EdgesResult:
     """Compute ``edges.csv`` and ``correlation.csv`` for a finished run (resumable).
 
@@ -125,6 +148,7 @@ def run_edges(
             n_boot=n_boot,
             quiet=quiet,
             at_model_resolution=at_model_resolution,
+            overwrite=overwrite,
         )
 
 
@@ -138,6 +162,7 @@ def compute_edges(
     n_boot: int = 200,
     quiet: bool = False,
     at_model_resolution: bool = True,
+    overwrite: bool = False,
 ) -> EdgesResult:
     """The edge analysis of a finished run whose lock the caller holds.
 
@@ -147,6 +172,10 @@ def compute_edges(
         at_model_resolution: compute the edge maps at the model's input size (overrides
             ``config.resolution``); False keeps ``config.resolution`` (None = sign size).
         n_boot: bootstrap replicates of the AUC intervals.
+        overwrite: replace an ``edges.csv`` computed with other settings (otherwise refused).
+
+    Warns (log) with the number of attacked signs whose clean image has no Canny edge on
+    its face at these settings: their metrics are empty.
     """
     scenes = isinstance(plan, ScenePlan)
     trials = _finished_trials(run_dir, scenes)
@@ -161,6 +190,15 @@ def compute_edges(
     cfg_doc = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
     names = list(EDGE_METRICS)
     edges_path = run_dir / "edges.csv"
+    stored = read_progress(run_dir / EDGES_PROGRESS).get("config")
+    if stored is not None and stored != cfg_doc and edges_path.exists() and not overwrite:
+        changed = sorted(k for k in cfg_doc if stored.get(k) != cfg_doc[k]) if isinstance(
+            stored, dict
+        ) else ["config"]
+        raise LeafattackError(
+            f"{edges_path}: computed with other settings ({', '.join(changed)} differ); "
+            f"rerun leafattack edges with --overwrite to replace it"
+        )
     table = AppendLog(
         edges_path,
         run_dir / EDGES_PROGRESS,
@@ -173,6 +211,7 @@ def compute_edges(
         clean_imgs = prep.sign_images.permute(0, 2, 3, 1).cpu().numpy()
         clean_edges = canny_batch(clean_imgs, cfg)
         sign_masks = resize_masks(prep.sign_masks.cpu().numpy(), cfg.resolution)
+        warn_edgeless(prep, plan, clean_edges, sign_masks, cfg)
         trial_ids = trials["trial_id"].to_numpy()
         total = plan.total_active
         with (
@@ -209,7 +248,9 @@ def compute_edges(
     clean_conf = clean.set_index("sign_id")["true_conf"]
     joined["conf_drop"] = joined["sign_id"].map(clean_conf) - joined["true_conf"]
     by = ("n_leaves",) if scenes else ("species", "size")
-    corr = correlation_table(joined, names, by=by, n_boot=n_boot, seed=prep.config.seed)
+    corr = correlation_table(
+        joined, names, by=by, n_boot=n_boot, seed=prep.config.seed, clusters="sign_id"
+    )
     corr_path = run_dir / "correlation.csv"
     try:
         write_atomic(corr_path, csv_bytes(corr, header=True))

@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
+from leafattack.analysis.cluster import cluster_bootstrap_auc_ci
 from leafattack.errors import LeafattackError
 from leafattack.schema import CORRELATION_COLUMNS
 
@@ -468,16 +469,23 @@ def _subsets(df: pd.DataFrame, by: Sequence[str]) -> list[tuple[str, np.ndarray]
 
 
 def _target_stats(
-    target: str, x: np.ndarray, y: np.ndarray, n_boot: int, seed: int
-) -> dict[str, float | int]:
+    target: str, x: np.ndarray, y: np.ndarray, n_boot: int, seed: int,
+    clusters: np.ndarray | None = None,
+) -> dict[str, float | int | str]:
+    if clusters is not None:
+        keep = ~(np.isnan(np.asarray(x, np.float64)) | np.isnan(np.asarray(y, np.float64)))
+        clusters = clusters[keep]
     xs, ys = _complete(x, y)
-    row: dict[str, float | int] = {"n": xs.size}
+    row: dict[str, float | int | str] = {"n": xs.size}
     r, p = point_biserial(xs, ys) if target == _SUCCESS else pearson(xs, ys)
     auc = low = high = odds = math.nan
     # A NaN r means n < 3, a constant metric or a constant target: all statistics stay NaN.
     if target == _SUCCESS and not math.isnan(r):
         auc = roc_auc(xs, ys)
-        low, high = bootstrap_auc_ci(xs, ys, n_boot=n_boot, seed=seed)
+        if clusters is None:
+            low, high = bootstrap_auc_ci(xs, ys, n_boot=n_boot, seed=seed)
+        else:
+            low, high = cluster_bootstrap_auc_ci(xs, ys, clusters, n_boot=n_boot, seed=seed)
         odds = logistic_odds_ratio(xs, ys)
     rho, rho_p = spearman(xs, ys)
     row.update(
@@ -489,6 +497,8 @@ def _target_stats(
         auc_ci_low=low,
         auc_ci_high=high,
         odds_ratio=odds,
+        auc_ci_resampled="trials" if clusters is None else "signs",
+        n_boot=n_boot,
     )
     return row
 
@@ -502,6 +512,7 @@ def correlation_table(
     by: Sequence[str] = ("species", "size"),
     n_boot: int = 1000,
     seed: int = 0,
+    clusters: str | None = None,
 ) -> pd.DataFrame:
     """How well each edge metric predicts the attack outcome, overall and by subset.
 
@@ -529,6 +540,9 @@ def correlation_table(
         success_col, conf_drop_col: target columns.
         by: columns to break down by.
         n_boot, seed: bootstrap replicates and seed for the AUC intervals.
+        clusters: column of the unit of sampling (``sign_id``): the AUC intervals then
+            resample its values (:func:`~leafattack.analysis.cluster.cluster_bootstrap_auc_ci`)
+            instead of trials; ``auc_ci_resampled`` says which.
 
     Raises:
         LeafattackError: a named column is missing, not numeric, or the success
@@ -552,12 +566,18 @@ def correlation_table(
     if conf_drop_col is not None:
         targets[_CONF_DROP] = _numeric_column(df, conf_drop_col)
     rows: list[dict[str, str | float | int]] = []
+    cluster_values = None
+    if clusters is not None:
+        if clusters not in df.columns:
+            raise LeafattackError(f"column {clusters!r} (the clusters) not found")
+        cluster_values = df[clusters].to_numpy()
     for subset, rows_mask in _subsets(df, by):
         for target, y in targets.items():
             block: list[dict[str, str | float | int]] = []
             for name in metrics:
                 stats = _target_stats(
-                    target, metric_values[name][rows_mask], y[rows_mask], n_boot, seed
+                    target, metric_values[name][rows_mask], y[rows_mask], n_boot, seed,
+                    None if cluster_values is None else cluster_values[rows_mask],
                 )
                 block.append({"subset": subset, "target": target, "metric": name, **stats})
             adjusted = benjamini_hochberg(np.array([row["p_value"] for row in block], float))

@@ -1,7 +1,12 @@
 """Summaries of trials: success rates with intervals by factor, and the strongest trial per sign.
 
-:func:`rate_table` is the one implementation of "success rate with a 95% Wilson interval
-by factor"; the summary, the report and the signs-fooled figure all call it.
+:func:`rate_table` is the one implementation of "success rate with a 95% interval by
+factor"; the summary, the report and the signs-fooled figure all call it. Given the trials'
+signs (and leaves), its ``ci_low``/``ci_high`` come from a cluster bootstrap that resamples
+signs (and leaves; :mod:`leafattack.analysis.cluster`): the trials of one sign are not
+independent, so the interval says how far a rate carries to other signs. The trial-level
+Wilson interval stays beside it, in ``wilson_trial_low``/``wilson_trial_high``. Without
+signs (rows that are signs themselves, as in ``signs_fooled``) both are Wilson intervals.
 """
 
 from __future__ import annotations
@@ -10,43 +15,105 @@ import numpy as np
 import pandas as pd
 
 from leafattack import schema
+from leafattack.analysis.cluster import BootSpec, cluster_bootstrap, percentile_interval
 from leafattack.analysis.stats import wilson_interval
 
-RATE_COLUMNS: tuple[str, ...] = ("level", "trials", "successes", "rate", "ci_low", "ci_high")
+RATE_COLUMNS: tuple[str, ...] = (
+    "level",
+    "trials",
+    "successes",
+    "rate",
+    "ci_low",
+    "ci_high",
+    "signs",
+    "wilson_trial_low",
+    "wilson_trial_high",
+    "resampled",
+    "n_boot",
+    "boot_seed",
+)
 """Columns of :func:`rate_table`."""
 
 
-def rate_table(success: pd.Series, keys: pd.Series) -> pd.DataFrame:
-    """Success counts, rates and 95% Wilson intervals by the values of ``keys``.
+def rate_table(
+    success: pd.Series,
+    keys: pd.Series,
+    signs: pd.Series | None = None,
+    leaves: pd.Series | None = None,
+    boot: BootSpec | None = None,
+) -> pd.DataFrame:
+    """Success counts, rates and 95% intervals by the values of ``keys``.
 
     Args:
         success: bool (N,) outcome per row.
         keys: (N,) factor level per row, on the same index.
+        signs: (N,) sign of each row: ``ci_low``/``ci_high`` then come from a cluster
+            bootstrap over signs (NaN for a level with fewer than two signs, which says
+            nothing about other signs), and ``signs`` counts them. None: rows are
+            independent units and the interval is Wilson's.
+        leaves: (N,) leaf of each row, resampled with the signs where a level has several.
+        boot: replicates and seed of the bootstrap (default 1000, seed 0).
 
     Returns:
         One row per level, sorted by level, with :data:`RATE_COLUMNS`; ``level`` keeps
-        the values' own type.
+        the values' own type. ``resampled`` is ``signs``, ``signs+leaves`` or
+        ``none (Wilson)``.
     """
-    g = success.astype(bool).groupby(keys, sort=True)
+    b = boot or BootSpec()
+    ok = success.astype(bool)
+    g = ok.groupby(keys, sort=True)
     size = g.size()
     n = size.to_numpy(dtype=np.int64)
     k = g.sum().to_numpy(dtype=np.int64)
     lo, hi = wilson_interval(k, n)
+    lo = np.asarray(lo, dtype=np.float64)
+    hi = np.asarray(hi, dtype=np.float64)
+    n_signs = n.copy()
+    ci_lo, ci_hi = lo.copy(), hi.copy()
+    resampled = np.full(len(n), "none (Wilson)", dtype=object)
+    if signs is not None:
+        y = ok.to_numpy(dtype=np.float64)
+        sign_v = signs.to_numpy()
+        leaf_v = leaves.to_numpy() if leaves is not None else None
+        for i, idx in enumerate(g.indices.values()):
+            sub_signs = sign_v[idx]
+            n_signs[i] = len(np.unique(sub_signs))
+            sub_leaves = leaf_v[idx] if leaf_v is not None else None
+            by_leaf = sub_leaves is not None and len(np.unique(sub_leaves)) > 1
+            resampled[i] = "signs+leaves" if by_leaf else "signs"
+            if n_signs[i] < 2:
+                ci_lo[i] = ci_hi[i] = np.nan
+                continue
+            reps = cluster_bootstrap(
+                y[idx][:, None], sub_signs, sub_leaves if by_leaf else None,
+                n_boot=b.n_boot, seed=b.seed,
+            )
+            ci_lo[i], ci_hi[i] = percentile_interval(reps[:, 0], b.level)
     return pd.DataFrame(
         {
             "level": size.index.to_numpy(),
             "trials": n,
             "successes": k,
             "rate": k / np.maximum(n, 1),
-            "ci_low": np.asarray(lo, dtype=np.float64),
-            "ci_high": np.asarray(hi, dtype=np.float64),
+            "ci_low": ci_lo,
+            "ci_high": ci_hi,
+            "signs": n_signs,
+            "wilson_trial_low": lo,
+            "wilson_trial_high": hi,
+            "resampled": resampled,
+            "n_boot": np.full(len(n), b.n_boot if signs is not None else 0, dtype=np.int64),
+            "boot_seed": np.full(len(n), b.seed, dtype=np.int64),
         }
     )
 
 
-def rate_by(trials: pd.DataFrame, column: str) -> pd.DataFrame:
-    """:func:`rate_table` of ``trials["success"]`` by ``trials[column]``."""
-    return rate_table(trials["success"], trials[column])
+def rate_by(trials: pd.DataFrame, column: str, boot: BootSpec | None = None) -> pd.DataFrame:
+    """:func:`rate_table` of ``trials["success"]`` by ``trials[column]``, with sign-level
+    intervals (signs from ``sign_id``; leaves from ``leaf_id`` when the trials have them;
+    Wilson's interval for rows without ``sign_id``)."""
+    signs = trials["sign_id"] if "sign_id" in trials.columns else None
+    leaves = trials["leaf_id"] if "leaf_id" in trials.columns else None
+    return rate_table(trials["success"], trials[column], signs, leaves, boot)
 
 
 def signs_fooled(trials: pd.DataFrame) -> pd.DataFrame:
@@ -69,14 +136,22 @@ def coverage_bins(occluded: pd.Series) -> pd.Series:
     return pd.Series(labels[idx], index=occluded.index)
 
 
-def summarise(trials: pd.DataFrame) -> pd.DataFrame:
-    """Success rates with 95% Wilson intervals by each factor (SUMMARY_COLUMNS): the grid's
-    factors (SUMMARY_FACTORS), or for random scenes SCENE_SUMMARY_FACTORS."""
+def summarise(trials: pd.DataFrame, boot: BootSpec | None = None) -> pd.DataFrame:
+    """Success rates with 95% intervals by each factor (SUMMARY_COLUMNS): the grid's
+    factors (SUMMARY_FACTORS), or for random scenes SCENE_SUMMARY_FACTORS.
+
+    Trial rows get sign-level intervals (a cluster bootstrap over signs, and leaves in grid
+    runs, seeded by ``boot``); the ``signs_fooled`` rows count signs and keep Wilson's."""
     t = trials.rename(columns={"true_name": "sign_class"})
     parts = []
+    signs = t["sign_id"] if "sign_id" in t.columns else None
+    leaves = t["leaf_id"] if "leaf_id" in t.columns else None
 
-    def add(factor: str, success: pd.Series, keys: pd.Series) -> None:
-        table = rate_table(success, keys)
+    def add(factor: str, success: pd.Series, keys: pd.Series, per_trial: bool = True) -> None:
+        if per_trial:
+            table = rate_table(success, keys, signs, leaves, boot)
+        else:
+            table = rate_table(success, keys, boot=boot)
         table["level"] = [str(v) for v in table["level"]]
         parts.append(table.assign(factor=factor))
 
@@ -95,8 +170,8 @@ def summarise(trials: pd.DataFrame) -> pd.DataFrame:
         add("sign_class x species", ok, pair)
     if len(t):
         per_sign = signs_fooled(trials)
-        add("signs_fooled", per_sign["success"], pd.Series("all", index=per_sign.index))
-        add("signs_fooled by sign_class", per_sign["success"], per_sign["sign_class"])
+        add("signs_fooled", per_sign["success"], pd.Series("all", index=per_sign.index), False)
+        add("signs_fooled by sign_class", per_sign["success"], per_sign["sign_class"], False)
     if not parts:
         return pd.DataFrame({k: pd.Series(dtype=v) for k, v in schema.SUMMARY_COLUMNS.items()})
     out = pd.concat(parts, ignore_index=True)

@@ -18,6 +18,7 @@ rotates the leaf counter-clockwise as seen on screen, in degrees.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -68,6 +69,9 @@ def composite(
     angle: torch.Tensor,
     appearance: Appearance | None = None,
     noise: torch.Tensor | None = None,
+    *,
+    recolour: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
+    | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Paste one leaf onto each sign of a batch.
 
@@ -81,6 +85,11 @@ def composite(
             shadow) before it is composited.
         noise: optional float32 (N, 3, Hn, Wn) standard-normal fields for the matched
             sensor noise (see ``match_layers``).
+        recolour: optional hook ``(layer, under, rows, slot) -> rgb`` replacing the warped
+            leaf's premultiplied colour while keeping its alpha (the neutral-occluder
+            controls of :mod:`leafattack.compose.controls`); ``layer`` float32 (N, 4, H, W),
+            ``under`` the signs, ``rows`` ``arange(N)``, ``slot`` 0. It applies before
+            appearance matching (a cut-out on a photo is as blurred as a leaf would be).
 
     Returns:
         ``(images, occluded_frac, alpha)``: float32 (N, 3, H, W) composites in [0, 1],
@@ -98,6 +107,9 @@ def composite(
         bank.images[entry], grid, mode="bilinear", padding_mode="zeros", align_corners=False
     )
     alpha = layer[:, 3]
+    if recolour is not None:
+        rgb = recolour(layer, signs, torch.arange(n, device=signs.device), 0)
+        layer = torch.cat([rgb, layer[:, 3:]], dim=1)
     if appearance is not None:
         signs = cast_shadow(signs.float(), layer, appearance)
         layer = match_layers(layer, appearance, noise=noise)

@@ -43,7 +43,7 @@ half a pixel at the rim, because ``composite`` rounds the leaf's sides to whole 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -330,6 +330,9 @@ def render_scenes(
     batch: SceneBatch,
     appearance: Appearance | None = None,
     noise: torch.Tensor | None = None,
+    *,
+    recolour: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
+    | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Render every scene of ``batch`` (:func:`render_scenes_covered` without the union
     coverage map).
@@ -339,7 +342,9 @@ def render_scenes(
         the alpha-weighted share of each sign mask covered by the union of the scene's
         leaves.
     """
-    images, occluded, _ = render_scenes_covered(signs, masks, bank, batch, appearance, noise)
+    images, occluded, _ = render_scenes_covered(
+        signs, masks, bank, batch, appearance, noise, recolour=recolour
+    )
     return images, occluded
 
 
@@ -350,6 +355,9 @@ def render_scenes_covered(
     batch: SceneBatch,
     appearance: Appearance | None = None,
     noise: torch.Tensor | None = None,
+    *,
+    recolour: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
+    | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Render every scene of ``batch``: its sign with its leaves pasted in slot order.
 
@@ -368,6 +376,11 @@ def render_scenes_covered(
             casts its shadow on the image so far) before it is blended.
         noise: optional float32 (S, 3, Hn, Wn) standard-normal field of each sign, for the
             matched sensor noise (every leaf on a sign shares its sign's field).
+        recolour: optional hook ``(layer, under, rows, slot) -> rgb`` replacing each warped
+            leaf's premultiplied colour while keeping its alpha (the neutral-occluder
+            controls of :mod:`leafattack.compose.controls`): ``layer`` float32 (M, 4, H, W)
+            of slot ``slot``, ``under`` the clean signs of those scenes, ``rows`` int64 (M,)
+            the scenes' rows in the batch. It applies before appearance matching.
 
     Returns:
         ``(images, occluded, union)``: float32 (N, 3, H, W) composites in [0, 1], float32
@@ -411,6 +424,9 @@ def render_scenes_covered(
         )  # (M, 4, H, W)
         del grid
         clear_alpha = layer[:, 3:4]
+        if recolour is not None:
+            under_clean = base.index_select(0, batch.sign.index_select(0, sel))
+            layer = torch.cat([recolour(layer, under_clean, sel, k), layer[:, 3:]], dim=1)
         if appearance is not None:
             sign_k = batch.sign.index_select(0, sel)
             app_k = appearance.take(sign_k)

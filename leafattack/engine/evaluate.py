@@ -11,6 +11,7 @@ import pandas as pd
 import torch
 
 from leafattack import schema
+from leafattack.compose.controls import LayerHook
 from leafattack.compose.functional import composite, composite_pooled, to_uint8_hwc
 from leafattack.compose.scenes import SceneBatch, render_scenes_covered
 from leafattack.data.canvas import face_width
@@ -69,10 +70,11 @@ def placement_tensors(
 
 
 def composite_trials(
-    prep: Prepared, d: dict[str, np.ndarray]
+    prep: Prepared, d: dict[str, np.ndarray], *, recolour: LayerHook | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Full-resolution composites of decoded trials: images (N, 3, H, W), occluded (N,),
-    leaf alpha (N, H, W), as :func:`~leafattack.compose.composite` returns them."""
+    leaf alpha (N, H, W), as :func:`~leafattack.compose.composite` returns them (with
+    ``recolour``, the leaf's colour replaced, as there)."""
     sign, entry, x, y, angle = placement_tensors(prep, d)
     app = None if prep.appearance is None else prep.appearance.take(sign)
     noise = None if prep.noise is None else prep.noise.index_select(0, sign)
@@ -87,6 +89,7 @@ def composite_trials(
             angle,
             appearance=app,
             noise=noise,
+            recolour=recolour,
         )
 
 
@@ -201,19 +204,22 @@ def variant_columns(prep: Prepared) -> dict[str, np.ndarray]:
     }
 
 
-def composite_scenes(prep: Prepared, d: dict[str, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Render decoded random scenes (:meth:`~leafattack.grid.ScenePlan.decode`).
+def composite_scenes(
+    prep: Prepared, d: dict[str, np.ndarray], *, recolour: LayerHook | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Render decoded random scenes (:meth:`~leafattack.grid.ScenePlan.decode`); with
+    ``recolour``, every leaf's colour replaced (:func:`~leafattack.compose.render_scenes`).
 
     Returns:
         float32 (N, 3, H, W) composites in [0, 1] at the sign resolution, and float32 (N,)
         the union coverage of each sign mask.
     """
-    images, occluded, _ = composite_scenes_covered(prep, d)
+    images, occluded, _ = composite_scenes_covered(prep, d, recolour=recolour)
     return images, occluded
 
 
 def composite_scenes_covered(
-    prep: Prepared, d: dict[str, np.ndarray]
+    prep: Prepared, d: dict[str, np.ndarray], *, recolour: LayerHook | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """:func:`composite_scenes` plus the union of the leaves' alpha, float32 (N, H, W)."""
     if prep.scene_bank is None:
@@ -237,6 +243,7 @@ def composite_scenes_covered(
             batch,
             appearance=prep.appearance,
             noise=prep.noise,
+            recolour=recolour,
         )
 
 

@@ -171,7 +171,17 @@ def load_run(run_dir: str | os.PathLike[str]) -> RunData:
 
     summary_path = rd / "summary.csv"
     text = _empty({k: "string" for k in schema.SUMMARY_COLUMNS})
-    if summary_path.exists():
+    header: list[str] = (
+        list(pd.read_csv(summary_path, nrows=0).columns) if summary_path.exists() else []
+    )
+    if summary_path.exists() and "wilson_trial_low" not in header and len(trials):
+        summary = summarise(trials)  # written before sign-level intervals
+        text = _as_text(summary, FLOAT_FORMAT)
+        notes.append(
+            "summary.csv predates sign-level intervals; success rates were recomputed from "
+            "trials.csv."
+        )
+    elif summary_path.exists():
         text = _read_csv(summary_path, schema.SUMMARY_COLUMNS, as_text=True)
         summary = _read_csv(summary_path, schema.SUMMARY_COLUMNS)
     else:

@@ -12,7 +12,7 @@ no GUI backend is needed), so a script can draw any one of them on its own:
 * :func:`fig_position_heatmaps`: success rate or mean true-class probability over the
   lattice of leaf centres, over each sign class's clean image;
 * :func:`fig_success_vs_size`: success rate against leaf size, one line per species,
-  with 95 % Wilson bands;
+  with 95 % sign-level bands (cluster bootstrap over signs and leaves);
 * :func:`fig_success_vs_rotation`: success rate against rotation, polar;
 * :func:`fig_class_species_matrix`: sign class x species success rates;
 * :func:`fig_confusion`: true class -> predicted class counts under attack;
@@ -89,6 +89,7 @@ FIGURES: Final[dict[str, str]] = {
     "confusion": "Confusion under attack",
     "edge_distributions": "Edge metrics, successes vs failures",
     "gallery": "Strongest attacks",
+    "leaf_vs_controls": "Leaf vs neutral occluders by size",
     "survival": "Survival of the attacks under viewing changes",
     "transfer": "Transfer of the attacks to other models",
 }
@@ -317,7 +318,8 @@ def fig_position_heatmaps(
 
 
 def fig_success_vs_size(trials: pd.DataFrame, size_unit: str = "face") -> Figure:
-    """Success rate against leaf size: one line per species with a 95 % Wilson band.
+    """Success rate against leaf size: one line per species with a 95 % sign-level band
+    (cluster bootstrap over signs and leaves, :func:`~leafattack.analysis.summary.rate_by`).
 
     Args:
         trials: TRIAL_COLUMNS rows (needs ``species``, ``size``, ``success``).
@@ -373,7 +375,10 @@ def fig_success_vs_size(trials: pd.DataFrame, size_unit: str = "face") -> Figure
         else "leaf size (longest side, fraction of the sign face width)"
     )
     ax.set_ylabel("attack success rate")
-    ax.set_title("Success rate vs leaf size by species (bands: 95% Wilson interval)", fontsize=11)
+    ax.set_title(
+        "Success rate vs leaf size by species (bands: 95% interval, signs resampled)",
+        fontsize=11,
+    )
     ax.grid(alpha=0.3)
     ax.legend(title="species", fontsize=8, title_fontsize=8, loc="upper left")
     return fig
@@ -659,7 +664,7 @@ def canny_images(images: np.ndarray, config: EdgeConfig | None = None) -> np.nda
 
 def fig_success_vs_coverage(trials: pd.DataFrame) -> Figure:
     """Success rate against the union coverage of the sign face, one line per number of
-    leaves, with 95% Wilson intervals (random multi-leaf scene runs).
+    leaves, with 95% sign-level intervals (signs resampled; random multi-leaf scene runs).
 
     Args:
         trials: SCENE_TRIAL_COLUMNS rows (``n_leaves``, ``occluded_frac``, ``success``).

@@ -25,6 +25,7 @@ from leafattack.engine.evaluate import recompose
 from leafattack.engine.preparation import Prepared, open_run
 from leafattack.errors import LeafattackError
 from leafattack.grid import Plan
+from leafattack.report.controls import controls_section
 from leafattack.report.data import RunData, load_run, read_json
 from leafattack.report.figures import (
     DPI,
@@ -205,7 +206,8 @@ def _headline(data: RunData) -> str:
         (
             "Attack success rate",
             rate_html,
-            f'95% Wilson interval {ci_html}; <span id="n-successes">{esc(n_succ)}</span> successes',
+            f"95% interval {ci_html} (signs resampled); "
+            f'<span id="n-successes">{esc(n_succ)}</span> successes',
         ),
     ]
     fo = data.fooled
@@ -660,6 +662,10 @@ def render_html(
         )
         sections.append(("edges", "Edge analysis", _edges_section(data, figs)))
         sections.append(("gallery", "Strongest attacks", _gallery(data, figs, prep, plan, reason)))
+    if has_trials:  # neutral-occluder controls (issue 14), when the run has them
+        controls_html = controls_section(data.run_dir, figs.add)
+        if controls_html:
+            sections.insert(1, ("controls", "Is it the leaf?", controls_html))
     lasting = _lasting_section(data, figs)
     if lasting:
         sections.append(("lasting", "Do the attacks last?", lasting))
