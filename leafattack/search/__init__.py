@@ -1,0 +1,35 @@
+"""Adaptive search: the space, the methods (ask/tell, per sign), the loss and the curve.
+
+Pure choosing of parameters; :mod:`leafattack.engine.search` renders, classifies and logs.
+"""
+
+from __future__ import annotations
+
+from leafattack.search.curve import CURVE_COLUMNS, curve_budgets, fooled_curve
+from leafattack.search.loss import margin_loss
+from leafattack.search.methods import METHODS, Optimiser, SignContext, method_seed
+from leafattack.search.space import (
+    MAX_LEAVES,
+    Scenes,
+    SearchSpace,
+    check_leaves_per_scene,
+    check_size_range,
+    parse_size_range,
+)
+
+__all__ = [
+    "CURVE_COLUMNS",
+    "MAX_LEAVES",
+    "METHODS",
+    "Optimiser",
+    "Scenes",
+    "SearchSpace",
+    "SignContext",
+    "check_leaves_per_scene",
+    "check_size_range",
+    "curve_budgets",
+    "fooled_curve",
+    "margin_loss",
+    "method_seed",
+    "parse_size_range",
+]
