@@ -30,6 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from leafattack import schema
+from leafattack.compose.pooled import render_pooled
 from leafattack.compose.scenes import SceneBatch, VariantBank, build_variant_bank, render_scenes
 from leafattack.config import SearchConfig
 from leafattack.engine.evaluate import variant_columns
@@ -46,6 +47,12 @@ log = logging.getLogger(__name__)
 QUERIES_FILE = "queries.csv"
 QUERIES_PROGRESS_FILE = "queries_progress.json"
 QUERY_LEAVES_FILE = "query_leaves.csv"
+
+POOLED_MAX_LEAVES = 5
+"""Scenes of at most this many leaves render at the model's resolution
+(:func:`~leafattack.compose.pooled.render_pooled`, when the model area-resizes by an integer
+factor); more leaves render at the sign resolution, where re-compositing the earlier leaves
+in every window no longer pays."""
 
 
 @dataclass
@@ -294,6 +301,7 @@ def _evaluate_round(
     labels_all = torch.from_numpy(prep.true_labels[sign]).to(dev)
     parts: list[dict[str, np.ndarray]] = []
     bs = config.run.batch_size
+    pooled = prep.stack is not None and k <= POOLED_MAX_LEAVES
     for a in range(0, len(sign), bs):
         b = min(len(sign), a + bs)
         batch = SceneBatch(
@@ -306,7 +314,11 @@ def _evaluate_round(
             present=torch.from_numpy(scenes.present[a:b]).to(dev),
         )
         with torch.inference_mode():
-            images, _ = render_scenes(prep.sign_images, prep.sign_masks, bank, batch)
+            if pooled:
+                assert prep.stack is not None
+                images, _ = render_pooled(prep.stack, bank, batch)
+            else:
+                images, _ = render_scenes(prep.sign_images, prep.sign_masks, bank, batch)
             logits = classify_logits(prep.classifier, images, config.run.model)
             labels = labels_all[a:b]
             loss = margin_loss(logits, labels, prep.target_index)
