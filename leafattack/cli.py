@@ -297,7 +297,11 @@ def cmd_edges(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from leafattack.report.html import write_report
+    from leafattack.report.search import is_search_report, write_search_report
 
+    if is_search_report(Path(args.run_dir)):  # a search directory, or a folder of them
+        print(f"wrote {write_search_report(Path(args.run_dir))}")
+        return 0
     path = write_report(Path(args.run_dir))
     print(f"wrote {path}")
     return 0
