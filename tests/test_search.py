@@ -309,7 +309,7 @@ def test_sigkill_mid_search_resumes_to_identical_bytes(tmp_path: Path, signs4: P
     uninterrupted search."""
     args = [
         sys.executable, "-m", "leafattack", "search", "--signs", str(signs4),
-        "--model", "fixture_models:template", "--method", "evolution", "--budget", "1500",
+        "--model", "fixture_models:template", "--method", "evolution", "--budget", "600",
         "--leaves-per-scene", "2", "--no-stop", "--batch-size", "64", "--device", "cpu",
         "--quiet", "--species", "maple,oak",
     ]
@@ -329,13 +329,13 @@ def test_sigkill_mid_search_resumes_to_identical_bytes(tmp_path: Path, signs4: P
                 rows = int(pd.read_json(progress, typ="series")["rows"])
             except ValueError:
                 rows = 0
-            if rows >= 1000:
+            if rows >= 800:
                 break
         time.sleep(0.05)
     assert proc.poll() is None, "the search ended before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    total = 4 * 1500
+    total = 4 * 600
     assert 0 < rows < total
     res = subprocess.run([*args, "--out", str(cut)], env=env, capture_output=True, text=True,
                          timeout=900)

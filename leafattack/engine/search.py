@@ -48,6 +48,11 @@ QUERIES_FILE = "queries.csv"
 QUERIES_PROGRESS_FILE = "queries_progress.json"
 QUERY_LEAVES_FILE = "query_leaves.csv"
 
+FLUSH_ROWS = 4096
+FLUSH_S = 2.0
+"""queries.csv is appended (and fsynced) every FLUSH_ROWS queries or FLUSH_S seconds, in
+whole rounds."""
+
 POOLED_MAX_LEAVES = 5
 """Scenes of at most this many leaves render at the model's resolution
 (:func:`~leafattack.compose.pooled.render_pooled`, when the model area-resizes by an integer
@@ -169,8 +174,10 @@ def execute_search(
     leaves_header = ",".join(schema.QUERY_LEAF_COLUMNS).encode() + b"\n"
     replayed_leaves: list[bytes] = [leaves_header]
     leaves_file = None
-    replayed = evaluated = 0
+    replayed = evaluated = pending_rows = 0
+    pending: list[bytes] = []
     seconds = 0.0
+    flushed = time.perf_counter()
     with table as done:
         logged = _read_log(table.path) if done else {}
         ptr = {s.sign_id: 0 for s in states}
@@ -213,12 +220,11 @@ def execute_search(
                         results = _evaluate_round(
                             prep, bank, round_states, asks, config, names
                         )
-                    q_rows, l_rows = [], []
+                    signs_r, queries_r, scenes_r, results_r = [], [], [], []
                     for st, sc, res in zip(round_states, asks, results, strict=True):
                         m = len(res["loss"])
                         queries = np.arange(st.used + 1, st.used + m + 1, dtype=np.int64)
-                        losses = res["loss"].astype(np.float64)
-                        st.opt.tell(losses)
+                        st.opt.tell(res["loss"].astype(np.float64))
                         _update_best(st, sc, res, queries)
                         st.used += m
                         ptr[st.sign_id] += m
@@ -228,35 +234,55 @@ def execute_search(
                             bar.update(config.budget - st.used)
                         elif st.used >= config.budget:
                             st.finished = True
-                        q_rows.append(_query_rows(st, queries, res, config.method))
-                        l_rows.append(_leaf_rows(st.sign_id, queries, sc.take(slice(0, m)), vcols))
-                    leaves = csv_bytes(pd.concat(l_rows, ignore_index=True), header=False)
+                        signs_r.append(np.full(m, st.sign_id, np.int64))
+                        queries_r.append(queries)
+                        scenes_r.append(sc.take(slice(0, m)))
+                        results_r.append(res)
+                    sign_ids = np.concatenate(signs_r)
+                    queries = np.concatenate(queries_r)
+                    scenes = Scenes.concat(scenes_r, config.leaves_per_scene)
+                    leaves = csv_bytes(_leaf_rows(sign_ids, queries, scenes, vcols), header=False)
                     if all(have):
-                        replayed += sum(len(r["loss"]) for r in results)
+                        replayed += len(sign_ids)
                         replayed_leaves.append(leaves)
                         continue
                     if leaves_file is None:
                         write_atomic(run_dir / QUERY_LEAVES_FILE, b"".join(replayed_leaves))
                         leaves_file = open(run_dir / QUERY_LEAVES_FILE, "ab")  # noqa: SIM115
                     leaves_file.write(leaves)
-                    leaves_file.flush()
-                    data = csv_bytes(pd.concat(q_rows, ignore_index=True), header=False)
-                    n_new = sum(len(r["loss"]) for r in results)
-                    evaluated += n_new
-                    table.append(table.rows + n_new, data)
+                    merged = {k: np.concatenate([r[k] for r in results_r]) for k in results_r[0]}
+                    pending.append(
+                        csv_bytes(_query_rows(sign_ids, queries, merged, config.method), False)
+                    )
+                    pending_rows += len(sign_ids)
+                    evaluated += len(sign_ids)
+                    if pending_rows >= FLUSH_ROWS or time.perf_counter() - flushed >= FLUSH_S:
+                        pending_rows = _flush(table, pending, pending_rows)
+                        flushed = time.perf_counter()
                     seconds += time.perf_counter() - t0
             finally:
+                t0 = time.perf_counter()
+                _flush(table, pending, pending_rows)  # complete rounds only: resumable
+                seconds += time.perf_counter() - t0
                 if leaves_file is not None:
                     leaves_file.close()
         if leaves_file is None:  # everything was replayed (or nothing to do)
             write_atomic(run_dir / QUERY_LEAVES_FILE, b"".join(replayed_leaves))
-        leftover = [s for s, rows in logged.items() if ptr.get(s, 0) != len(rows)]
+        leftover = [s for s, rows in logged.items() if ptr.get(s, 0) < len(rows)]
         if leftover:
             raise LeafattackError(
                 f"{run_dir / QUERIES_FILE}: holds queries a replay of this search does not "
                 f"make (signs {leftover[:5]}); rerun with --overwrite"
             )
     return SearchOutcome(tuple(states), replayed, evaluated, seconds)
+
+
+def _flush(table: AppendLog, pending: list[bytes], rows: int) -> int:
+    """Append the buffered rounds to queries.csv (fsynced, then the progress file)."""
+    if rows:
+        table.append(table.rows + rows, b"".join(pending))
+        pending.clear()
+    return 0
 
 
 def _from_log(
@@ -362,14 +388,14 @@ def _update_best(
 
 
 def _query_rows(
-    st: SignSearch, queries: np.ndarray, res: dict[str, np.ndarray], method: str
+    sign_ids: np.ndarray, queries: np.ndarray, res: dict[str, np.ndarray], method: str
 ) -> pd.DataFrame:
-    m = len(queries)
+    """QUERY_COLUMNS rows of scored queries; ``res`` holds (N,) arrays."""
     return pd.DataFrame(
         {
-            "sign_id": np.full(m, st.sign_id, np.int64),
+            "sign_id": sign_ids,
             "query": queries,
-            "method": [method] * m,
+            "method": [method] * len(sign_ids),
             "loss": _fmt_exact(res["loss"]),
             "pred_label": res["pred_label"],
             "pred_name": res["pred_name"],
@@ -381,17 +407,20 @@ def _query_rows(
 
 
 def _leaf_rows(
-    sign_id: int, queries: np.ndarray, scenes: Scenes, vcols: dict[str, np.ndarray]
+    sign_ids: np.ndarray, queries: np.ndarray, scenes: Scenes, vcols: dict[str, np.ndarray]
 ) -> pd.DataFrame:
-    """QUERY_LEAF_COLUMNS rows of the present slots (floats as rendered: float32, %.9g)."""
+    """QUERY_LEAF_COLUMNS rows of the present slots (floats as rendered: float32, %.9g).
+
+    ``sign_ids`` and ``queries`` are int64 (N,), one per scene."""
     n, k = scenes.present.shape
     q = np.repeat(queries, k)
+    sid = np.repeat(sign_ids, k)
     slot = np.tile(np.arange(k, dtype=np.int64), n)
     on = scenes.present.ravel()
     v = scenes.variant.ravel()[on]
     return pd.DataFrame(
         {
-            "sign_id": np.full(int(on.sum()), sign_id, np.int64),
+            "sign_id": sid[on],
             "query": q[on],
             "slot": slot[on],
             **{name: values[v] for name, values in vcols.items()},
@@ -438,7 +467,8 @@ def best_tables(
                 "image": f"best/{st.sign_id}.png",
             }
         )
-        lr = _leaf_rows(st.sign_id, np.array([st.sign_id]), st.best_scene, vcols)
+        ids = np.array([st.sign_id], np.int64)
+        lr = _leaf_rows(ids, ids, st.best_scene, vcols)
         leaves.append(lr.rename(columns={"query": "scene_id"}).drop(columns="species"))
     best = pd.DataFrame(rows, columns=list(schema.SEARCH_BEST_COLUMNS))
     cols = ["scene_id", "sign_id", "slot", "leaf_id", "colour", "size", "angle", "x", "y"]
