@@ -84,7 +84,10 @@ def main() -> None:
     p.add_argument("--methods", default="random,evolution,greedy,grid")
     p.add_argument("--k-table", default="", help="leaves per scene for the robust-accuracy table")
     p.add_argument("--json", help="also write the figures to this file")
+    p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     base = RunConfig(model=args.model, signs=args.signs, limit_signs=args.limit_signs,
                      device=args.device, batch_size=args.batch_size, quiet=True)
     out: dict[str, object] = {

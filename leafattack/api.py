@@ -196,7 +196,7 @@ def render(
 @dataclass(frozen=True, slots=True)
 class SearchResult:
     """What a search produced. DataFrames follow :mod:`leafattack.schema` and
-    :data:`leafattack.search.CURVE_COLUMNS`."""
+    :data:`leafattack.adaptive.CURVE_COLUMNS`."""
 
     run_dir: Path
     method: str
@@ -232,10 +232,10 @@ def search(config: SearchConfig) -> SearchResult:
         LeafattackError: bad input (before any work starts), a locked or mismatching
             directory, or a write failure (results so far stay resumable).
     """
+    from leafattack.adaptive import fooled_curve
     from leafattack.config import absolute_paths, default_search_out
     from leafattack.engine.scenes import read_scenes
     from leafattack.engine.search import best_tables, execute_search, format_floats
-    from leafattack.search import fooled_curve
 
     prep = prepare(config.run)
     run_dir = Path(config.run.out) if config.run.out else default_search_out(config)

@@ -499,7 +499,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_search_parser(sub: Any) -> None:
-    from leafattack.search import METHODS
+    from leafattack.adaptive import METHODS
 
     q = sub.add_parser(
         "search",

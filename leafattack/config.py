@@ -389,7 +389,7 @@ class SearchConfig:
         run: signs, leaves (species, colours, leaf ids), model, target, min_confidence,
             limit_signs, seed, device, batch_size, out, ... as for ``leafattack run``; its
             grid's sizes, angles and positions serve the ``grid`` method.
-        method: a name of :data:`leafattack.search.METHODS`.
+        method: a name of :data:`leafattack.adaptive.METHODS`.
         budget: model queries per sign (>= 1).
         leaves_per_scene: K, leaves per searched scene (1 to 5).
         size_range: (LO, HI), leaf longest side / sign width, 0 < LO <= HI <= 2.
@@ -404,7 +404,7 @@ class SearchConfig:
     stop_on_success: bool = True
 
     def __post_init__(self) -> None:
-        from leafattack.search import METHODS, check_leaves_per_scene, check_size_range
+        from leafattack.adaptive import METHODS, check_leaves_per_scene, check_size_range
 
         if self.method not in METHODS:
             raise LeafattackError(
@@ -469,7 +469,7 @@ def search_config_from_mapping(
             search_kw[key] = _boolean(value, key)
         elif key == "size_range":
             if isinstance(value, str):
-                from leafattack.search import parse_size_range
+                from leafattack.adaptive import parse_size_range
 
                 search_kw[key] = parse_size_range(value)
             elif isinstance(value, list | tuple) and len(value) == 2:

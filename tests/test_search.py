@@ -19,6 +19,13 @@ import torch
 import torch.nn.functional as F
 
 from leafattack import api, schema
+from leafattack.adaptive import (
+    METHODS,
+    SearchSpace,
+    SignContext,
+    curve_budgets,
+    margin_loss,
+)
 from leafattack.cli import main
 from leafattack.compose.pooled import render_pooled
 from leafattack.compose.scenes import SceneBatch, render_scenes
@@ -26,13 +33,6 @@ from leafattack.config import RunConfig, SearchConfig
 from leafattack.engine.preparation import prepare
 from leafattack.engine.search import build_bank
 from leafattack.grid import GridSpec
-from leafattack.search import (
-    METHODS,
-    SearchSpace,
-    SignContext,
-    curve_budgets,
-    margin_loss,
-)
 
 ROOT = Path(__file__).resolve().parent.parent
 GRID = GridSpec(species=("maple", "oak"), sizes=(0.3, 0.5), angles=(0.0, 90.0), positions=(3, 3))

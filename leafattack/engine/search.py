@@ -4,7 +4,7 @@ classify, tell, and log every query resumably.
 Each round asks every unfinished sign's optimiser for up to ``population`` candidates,
 renders the candidates of *all* signs with :func:`~leafattack.compose.scenes.render_scenes`
 in batches of ``batch_size`` (no per-sign forward loop), scores them with
-:func:`~leafattack.search.margin_loss` and the run's criterion, tells each optimiser its
+:func:`~leafattack.adaptive.margin_loss` and the run's criterion, tells each optimiser its
 losses, and appends the round to ``queries.csv`` (and its leaves to ``query_leaves.csv``).
 
 Resume: ``queries.csv`` is the source of truth. It is an
@@ -30,6 +30,8 @@ import torch
 from tqdm.auto import tqdm
 
 from leafattack import schema
+from leafattack.adaptive import METHODS, Optimiser, Scenes, SearchSpace, SignContext, margin_loss
+from leafattack.adaptive.methods import method_seed
 from leafattack.compose.pooled import render_pooled
 from leafattack.compose.scenes import SceneBatch, VariantBank, build_variant_bank, render_scenes
 from leafattack.config import SearchConfig
@@ -39,8 +41,6 @@ from leafattack.errors import LeafattackError
 from leafattack.grid import mask_bbox, sign_positions
 from leafattack.models import Classifier
 from leafattack.rundir import FLOAT_FORMAT, AppendLog, csv_bytes, write_atomic
-from leafattack.search import METHODS, Optimiser, Scenes, SearchSpace, SignContext, margin_loss
-from leafattack.search.methods import method_seed
 
 log = logging.getLogger(__name__)
 

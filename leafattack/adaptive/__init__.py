@@ -1,14 +1,15 @@
-"""Adaptive search: the space, the methods (ask/tell, per sign), the loss and the curve.
+"""Adaptive search (the choosing half): the space, the methods (ask/tell, per sign), the
+loss and the curve. Named ``adaptive`` so that ``leafattack.search`` stays the API function.
 
 Pure choosing of parameters; :mod:`leafattack.engine.search` renders, classifies and logs.
 """
 
 from __future__ import annotations
 
-from leafattack.search.curve import CURVE_COLUMNS, curve_budgets, fooled_curve
-from leafattack.search.loss import margin_loss
-from leafattack.search.methods import METHODS, Optimiser, SignContext, method_seed
-from leafattack.search.space import (
+from leafattack.adaptive.curve import CURVE_COLUMNS, curve_budgets, fooled_curve
+from leafattack.adaptive.loss import margin_loss
+from leafattack.adaptive.methods import METHODS, Optimiser, SignContext, method_seed
+from leafattack.adaptive.space import (
     MAX_LEAVES,
     Scenes,
     SearchSpace,

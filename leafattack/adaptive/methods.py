@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from leafattack.search.space import Scenes, SearchSpace
+from leafattack.adaptive.space import Scenes, SearchSpace
 
 
 @dataclass(frozen=True, slots=True)
