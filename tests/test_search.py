@@ -56,6 +56,7 @@ class MethodCase(NamedTuple):
 METHOD_CASES: dict[str, MethodCase] = {
     "random": MethodCase(40, 2),
     "evolution": MethodCase(40, 2),
+    "cmaes": MethodCase(40, 2),
     "greedy": MethodCase(40, 2),
     "grid": MethodCase(40, 1),
 }
@@ -133,7 +134,7 @@ def test_margin_loss_matches_a_hand_computation() -> None:
     assert torch.equal(got_t < 0, logits.argmax(1) == 3)
 
 
-@pytest.mark.parametrize("method", ["random", "evolution", "greedy"])
+@pytest.mark.parametrize("method", ["random", "evolution", "cmaes", "greedy"])
 def test_methods_find_a_known_optimum(method: str) -> None:
     """A weight-free objective with a known optimum: the distance of slot 0's leaf centre to
     (0.7, 0.3) plus its size to 0.25. Every adaptive method gets close within the budget,
@@ -151,7 +152,7 @@ def test_methods_find_a_known_optimum(method: str) -> None:
         best = min(best, float(loss.min()))
         spent += sc.n
     assert spent == ctx.budget
-    assert best < (0.02 if method == "evolution" else 0.08)
+    assert best < (0.02 if method in ("evolution", "cmaes") else 0.08)
 
 
 def test_same_seed_gives_identical_bytes(tmp_path: Path, signs4: Path) -> None:
