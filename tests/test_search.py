@@ -354,3 +354,12 @@ def test_search_config_is_frozen_and_validated() -> None:
         SearchConfig(budget=0)
     with pytest.raises(ValueError, match="method"):
         SearchConfig(method="nope")
+
+
+def test_top_level_search_is_the_api_function() -> None:
+    import leafattack
+    import leafattack.adaptive  # the choosing half, imported first on purpose
+
+    assert leafattack.search is api.search
+    assert leafattack.SearchConfig is SearchConfig
+    assert leafattack.run is api.run
