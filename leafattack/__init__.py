@@ -5,6 +5,8 @@ Public API::
     import leafattack
     result = leafattack.run(leafattack.RunConfig(limit_signs=4))
     result.summary  # success rates with sign-level intervals
+    found = leafattack.search(leafattack.SearchConfig(method="evolution", budget=500))
+    found.curve     # signs fooled and robust accuracy against queries
 
 See the README for concepts, the CLI and accepted data layouts.
 """
@@ -15,21 +17,35 @@ from typing import TYPE_CHECKING, Any
 
 from leafattack.version import __version__
 
-__all__ = ["GridSpec", "LeafattackError", "RunConfig", "RunResult", "__version__", "run"]
+__all__ = [
+    "GridSpec",
+    "LeafattackError",
+    "RunConfig",
+    "RunResult",
+    "SearchConfig",
+    "SearchResult",
+    "__version__",
+    "run",
+    "search",
+]
 
 if TYPE_CHECKING:
-    from leafattack.api import RunResult, run
-    from leafattack.config import RunConfig
+    from leafattack.api import RunResult, SearchResult, run, search
+    from leafattack.config import RunConfig, SearchConfig
     from leafattack.errors import LeafattackError
     from leafattack.grid import GridSpec
 
 
 def __getattr__(name: str) -> Any:
     # Lazy imports keep `import leafattack` (and the CLI's start-up) light.
-    if name in ("RunConfig", "RunResult", "run"):
-        from leafattack import attack
+    if name in ("RunResult", "run", "SearchResult", "search"):
+        from leafattack import api
 
-        return getattr(attack, name)
+        return getattr(api, name)
+    if name in ("RunConfig", "SearchConfig"):
+        from leafattack import config
+
+        return getattr(config, name)
     if name == "GridSpec":
         from leafattack.grid import GridSpec
 

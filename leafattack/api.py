@@ -18,9 +18,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import tomli_w
 
+from leafattack import schema
 from leafattack.analysis.best import write_best
 from leafattack.analysis.cluster import BootSpec
 from leafattack.analysis.controls import write_controls_summary
@@ -29,7 +31,7 @@ from leafattack.analysis.robustness import survival_summary, transfer_summary
 from leafattack.analysis.summary import strongest, summarise
 from leafattack.compose.controls import parse_kinds
 from leafattack.compose.views import ViewSpec
-from leafattack.config import APPEARANCES, RunConfig, default_out
+from leafattack.config import APPEARANCES, RunConfig, SearchConfig, default_out
 from leafattack.data import load_signs
 from leafattack.engine.controls import check_run_complete
 from leafattack.engine.controls import run_controls as execute_controls
@@ -399,3 +401,140 @@ def run_controls(
         if report:
             write_report(rd, prepared=(prep, plan))
     return result
+
+
+# --- Adaptive search (issue 13) --------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    """What a search produced. DataFrames follow :mod:`leafattack.schema` and
+    :data:`leafattack.adaptive.CURVE_COLUMNS`."""
+
+    run_dir: Path
+    method: str
+    budget: int
+    clean: pd.DataFrame
+    queries: pd.DataFrame
+    best: pd.DataFrame
+    curve: pd.DataFrame
+    evaluated: int  # queries evaluated by this call
+    replayed: int  # queries replayed from an earlier, interrupted call
+    seconds: float
+
+    @property
+    def queries_per_second(self) -> float:
+        return self.evaluated / self.seconds if self.seconds > 0 else float("nan")
+
+
+SEARCH_FILES: tuple[str, ...] = (
+    "config.toml", "clean.csv", "queries.csv", "queries_progress.json", "query_leaves.csv",
+    "best.csv", "best_leaves.csv", "curve.csv", "report.html",
+)
+"""Files of a search directory (removed by ``overwrite``)."""
+
+
+def search(config: SearchConfig) -> SearchResult:
+    """Search (or resume searching) the worst leaves for each sign within a query budget.
+
+    Writes ``queries.csv``, ``query_leaves.csv``, ``best.csv``, ``best_leaves.csv`` (a
+    scenes file: ``leafattack render --scenes`` reproduces ``best/*.png``), ``best/*.png``
+    and ``curve.csv`` into the search directory.
+
+    Raises:
+        LeafattackError: bad input (before any work starts), a locked or mismatching
+            directory, or a write failure (results so far stay resumable).
+    """
+    from leafattack.adaptive import fooled_curve
+    from leafattack.config import absolute_paths, default_search_out
+    from leafattack.engine.scenes import read_scenes
+    from leafattack.engine.search import best_tables, execute_search, format_floats
+
+    prep = prepare(config.run)
+    run_dir = Path(config.run.out) if config.run.out else default_search_out(config)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LeafattackError(
+            f"{run_dir}: output directory cannot be written ({exc.strerror or exc})"
+        ) from None
+    resolved = dataclasses.replace(config, run=absolute_paths(config.run))
+    doc = resolved.to_flat()
+    doc.pop("out", None)
+    doc["fingerprints"] = dict(prep.fingerprints)
+    doc["versions"] = run_config_document(config.run, prep.fingerprints)["versions"]
+    with run_lock(run_dir):
+        _check_search_resumable(run_dir, resolved, doc, config.run.overwrite)
+        clean = clean_predictions(prep)
+        attackable = attack_mask(clean, prep.target_index)
+        clean["attacked"] = attackable
+        try:
+            write_atomic(run_dir / "config.toml", tomli_w.dumps(doc).encode())
+            write_atomic(run_dir / "clean.csv", csv_bytes(clean, header=True))
+            outcome = execute_search(prep, config, np.flatnonzero(attackable), run_dir)
+            best, best_leaves = best_tables(prep, outcome, config.method)
+            write_atomic(run_dir / "best.csv", format_floats(best))
+            write_atomic(run_dir / "best_leaves.csv", format_floats(best_leaves))
+            if len(best_leaves):
+                folder = builtin_leaves_dir() if config.run.leaves == "builtin" else Path(
+                    config.run.leaves
+                )
+                library = {leaf.leaf_id: leaf for leaf in load_leaves(folder)}
+                table = read_scenes(run_dir / "best_leaves.csv", len(prep.signs), library)
+                render_scene_table(
+                    table, prep.signs, library, run_dir / "best",
+                    sign_size=config.run.sign_size, device=prep.sign_images.device, quiet=True,
+                    seed=config.run.seed, size_unit=config.run.grid.size_unit,
+                    appearance="raw" if prep.appearance is None else "matched",
+                    shadow=config.run.shadow,
+                )
+            first = best["first_success"].to_numpy(np.int64)
+            n_correct = int(clean["correct"].sum())
+            curve = fooled_curve(config.method, first, len(clean), n_correct, config.budget)
+            write_atomic(run_dir / "curve.csv", format_floats(curve))
+        except OSError as exc:
+            raise disk_error(run_dir, exc) from None
+    queries = pd.read_csv(run_dir / "queries.csv", dtype=dict(schema.QUERY_COLUMNS))
+    return SearchResult(
+        run_dir, config.method, config.budget, clean, queries, best, curve,
+        outcome.evaluated, outcome.replayed, outcome.seconds,
+    )
+
+
+def _check_search_resumable(
+    run_dir: Path, config: SearchConfig, doc: dict[str, object], overwrite: bool
+) -> None:
+    """Refuse a directory holding another search (or a grid run) unless ``overwrite``."""
+    import shutil
+    import tomllib
+
+    cfg_path = run_dir / "config.toml"
+    if cfg_path.exists():
+        try:
+            old = tomllib.loads(cfg_path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError):
+            old = {}
+        ident = config.identity()
+        diffs = [k for k, v in ident.items() if old.get(k) != _toml_value(v)]
+        fps = doc["fingerprints"]
+        assert isinstance(fps, dict)
+        diffs += [
+            f"{k} fingerprint" for k in fps if old.get("fingerprints", {}).get(k) != fps[k]
+        ]
+        if diffs and not overwrite:
+            raise LeafattackError(
+                f"{run_dir}: holds a run with a different config ({', '.join(diffs)}); "
+                f"use another --out, or --overwrite to discard it"
+            )
+        if not (diffs or overwrite):
+            return
+    if overwrite or cfg_path.exists():
+        for name in (*SEARCH_FILES, "trials.csv", "progress.json", "summary.csv"):
+            (run_dir / name).unlink(missing_ok=True)
+        for sub in ("best", "figures"):
+            shutil.rmtree(run_dir / sub, ignore_errors=True)
+
+
+def _toml_value(v: object) -> object:
+    """A value as it reads back from TOML (tuples become lists)."""
+    return list(v) if isinstance(v, tuple) else v

@@ -131,6 +131,61 @@ def format_run_summary(result: Any, size_unit: str = "face") -> str:
     return "\n".join(lines)
 
 
+# --- Adaptive search (issue 13) --------------------------------------------------------
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from leafattack.api import search
+    from leafattack.config import (
+        SEARCH_CONFIG_KEYS,
+        load_config,
+        search_config_from_mapping,
+    )
+
+    values: dict[str, Any] = load_config(args.config, search=True) if args.config else {}
+    config = search_config_from_mapping(values)
+    flags = _given_flags(args, SEARCH_CONFIG_KEYS)
+    if args.stop_on_success is not None:  # a switch that may be False on purpose
+        flags["stop_on_success"] = args.stop_on_success
+    config = search_config_from_mapping(flags, base=config)
+    print(format_search_summary(search(config)))
+    return 0
+
+
+def format_search_summary(result: Any) -> str:
+    """A compact text summary of a search: signs fooled, queries used, the curve."""
+    clean, best, curve = result.clean, result.best, result.curve
+    lines = [f"search directory: {result.run_dir}"]
+    n_ok = int(clean["correct"].sum())
+    lines.append(f"clean accuracy: {n_ok}/{len(clean)} signs; {len(best)} attacked")
+    if best.empty:
+        lines.append("no sign was searched (none is classified correctly when clean)")
+        return "\n".join(lines)
+    fooled = best[best["success"]]
+    lines.append(
+        f"method {result.method}, budget {result.budget}: {len(fooled)}/{len(best)} signs "
+        f"fooled; queries to the first success: "
+        + (
+            f"median {float(fooled['first_success'].median()):g}, "
+            f"max {int(fooled['first_success'].max())}"
+            if len(fooled)
+            else "none"
+        )
+    )
+    if result.replayed:
+        lines.append(f"resumed: {result.replayed} queries replayed from queries.csv")
+    if result.evaluated and result.seconds > 0:
+        lines.append(f"speed: {result.queries_per_second:,.0f} queries/s")
+    lines.append("")
+    lines.append(f"{'budget':>8} {'fooled':>8} {'robust accuracy':>16}")
+    for row in curve.itertuples(index=False):
+        lines.append(
+            f"{int(row.budget):>8} {int(row.signs_fooled):>4}/{int(row.signs_attacked):<3} "
+            f"{float(row.robust_accuracy):>16.1%}"
+        )
+    return "\n".join(lines)
+
+
 def cmd_render(args: argparse.Namespace) -> int:
     from leafattack.api import render
 
@@ -291,7 +346,11 @@ def cmd_edges(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from leafattack.report.html import write_report
+    from leafattack.report.search import is_search_report, write_search_report
 
+    if is_search_report(Path(args.run_dir)):  # a search directory, or a folder of them
+        print(f"wrote {write_search_report(Path(args.run_dir))}")
+        return 0
     path = write_report(Path(args.run_dir))
     print(f"wrote {path}")
     return 0
@@ -439,6 +498,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--gpus-per-worker", type=float, help="GPUs per Ray actor (default 0)")
     r.add_argument("--chunk-size", type=int, help="trials per Ray task (multiple of batch size)")
     r.set_defaults(func=cmd_run)
+
+    _add_search_parser(sub)
 
     rd = sub.add_parser(
         "render",
@@ -614,6 +675,64 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="list sign sources, architectures, species and colours")
     i.set_defaults(func=cmd_info)
     return p
+
+
+def _add_search_parser(sub: Any) -> None:
+    from leafattack.adaptive import METHODS
+
+    q = sub.add_parser(
+        "search",
+        help="adaptive search: the worst leaves for each sign within a query budget",
+        description="Per attacked sign, search the scene of K leaves that minimises the "
+        "margin loss within --budget model queries (resumable; queries.csv logs every query).",
+    )
+    q.add_argument("--config", help="TOML config file (same names as the flags)")
+    q.add_argument("--method", help=f"search method: {', '.join(METHODS)} (default random)")
+    q.add_argument("--budget", type=int, help="model queries per sign (default 1000)")
+    q.add_argument(
+        "--leaves-per-scene", type=int, help="leaves in each searched scene, 1-5 (default 1)"
+    )
+    q.add_argument(
+        "--size-range", help="leaf longest side / sign width, LO:HI in (0, 2] (default 0.2:0.5)"
+    )
+    q.add_argument(
+        "--stop-on-success",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="stop a sign at its first success (default); --no-stop-on-success spends the "
+        "whole budget",
+    )
+    q.add_argument(
+        "--no-stop", dest="stop_on_success", action="store_false",
+        help="spend the whole budget (find the most confident attack)",
+    )
+    q.add_argument("--signs", help="sign source: builtin | PATH | gtsrb:PATH | lisa:PATH")
+    q.add_argument("--leaves", help="leaf library folder with manifest.csv, or builtin")
+    q.add_argument("--model", help="default | CHECKPOINT.pt | torchscript:PATH | pkg.mod:factory")
+    q.add_argument("--out", help="search directory (default results/search-<method>-<hash>)")
+    q.add_argument("--leaf-ids", dest="leaf_ids", help="comma-separated leaf ids")
+    q.add_argument("--species", help="comma-separated species (default maple,oak,poplar)")
+    q.add_argument(
+        "--colours", "--colors", dest="colours",
+        help="comma-separated fall colours, or natural (default natural)",
+    )
+    q.add_argument("--sizes", help="the grid method's sizes (default 0.2,0.3,0.4,0.5)")
+    q.add_argument("--angles", help="the grid method's angles (default 0:360:45)")
+    q.add_argument("--positions", help="the grid method's NxM lattice (default 5x5)")
+    q.add_argument("--target", help="class name for a targeted attack")
+    q.add_argument("--min-confidence", type=float, help="minimum top-1 probability (0..1)")
+    q.add_argument("--limit-signs", type=int, help="attack only N signs (quick looks)")
+    q.add_argument("--batch-size", type=int, help="scenes per batch (default 512)")
+    q.add_argument("--device", help="auto | cpu | cuda[:N] (default auto)")
+    q.add_argument("--seed", type=int, help="seed of every random choice (default 0)")
+    q.add_argument("--sign-size", type=int, help="compositing resolution (default 128)")
+    q.add_argument("--quiet", action="store_true", help="no progress bar")
+    q.add_argument("--overwrite", action="store_true", help="discard a mismatching directory")
+    q.add_argument(
+        "--trust-torchscript", action="store_true",
+        help="allow a TorchScript model file (it runs code from the file)",
+    )
+    q.set_defaults(func=cmd_search)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

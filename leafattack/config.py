@@ -343,8 +343,9 @@ def _boolean(v: Any, key: str) -> bool:
     raise LeafattackError(f"config key {key!r}: expected true or false, got {v!r}")
 
 
-def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a TOML config file into a flat mapping (validated by :func:`config_from_mapping`)."""
+def load_config(path: str | os.PathLike[str], *, search: bool = False) -> dict[str, Any]:
+    """Read a TOML config file into a flat mapping (validated by :func:`config_from_mapping`,
+    or with ``search`` by :func:`search_config_from_mapping`)."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -370,7 +371,10 @@ def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
         elif isinstance(item, int) and not -(2**63) <= item < 2**63:
             raise LeafattackError(f"{p}: invalid TOML (an integer exceeds the 64-bit range)")
     try:
-        config_from_mapping(data)  # validate early, naming the file
+        if search:
+            search_config_from_mapping(data)  # validate early, naming the file
+        else:
+            config_from_mapping(data)
     except LeafattackError as exc:
         raise LeafattackError(f"{p}: {exc}") from None
     return data
@@ -418,3 +422,127 @@ def absolute_paths(config: RunConfig) -> RunConfig:
         leaves=absolute_spec(config.leaves, (), keep=("builtin",)),
         model=absolute_spec(config.model, ("torchscript",), keep=("default",)),
     )
+
+
+# --- Adaptive search (issue 13) --------------------------------------------------------
+
+SEARCH_KEYS: tuple[str, ...] = (
+    "method",
+    "budget",
+    "leaves_per_scene",
+    "size_range",
+    "stop_on_success",
+)
+"""The keys a search adds to a run's (same names in TOML and on the command line)."""
+
+MAX_BUDGET = 10_000_000
+"""Most queries per sign a search may spend."""
+
+
+@dataclass(frozen=True, slots=True)
+class SearchConfig:
+    """Everything that defines an adaptive search: a run's settings plus the search's.
+
+    Attributes:
+        run: signs, leaves (species, colours, leaf ids), model, target, min_confidence,
+            limit_signs, seed, device, batch_size, out, ... as for ``leafattack run``; its
+            grid's sizes, angles and positions serve the ``grid`` method.
+        method: a name of :data:`leafattack.adaptive.METHODS`.
+        budget: model queries per sign (>= 1).
+        leaves_per_scene: K, leaves per searched scene (1 to 5).
+        size_range: (LO, HI), leaf longest side / sign width, 0 < LO <= HI <= 2.
+        stop_on_success: stop a sign at its first success (else spend the whole budget).
+    """
+
+    run: RunConfig = field(default_factory=RunConfig)
+    method: str = "random"
+    budget: int = 1000
+    leaves_per_scene: int = 1
+    size_range: tuple[float, float] = (0.2, 0.5)
+    stop_on_success: bool = True
+
+    def __post_init__(self) -> None:
+        from leafattack.adaptive import METHODS, check_leaves_per_scene, check_size_range
+
+        if self.method not in METHODS:
+            raise LeafattackError(
+                f"method {self.method!r}: expected one of {', '.join(METHODS)}"
+            )
+        if isinstance(self.budget, bool) or not 1 <= self.budget <= MAX_BUDGET:
+            raise LeafattackError(
+                f"budget={self.budget}: expected 1 to {MAX_BUDGET} model queries per sign"
+            )
+        check_leaves_per_scene(self.leaves_per_scene)
+        check_size_range(self.size_range)
+        r = self.run
+        if r.scenes_per_sign or r.leaves_per_scene != 1 or r.edges or r.executor != "local":
+            raise LeafattackError(
+                "a search takes no scenes_per_sign, edges or executor settings (expected "
+                "leaves_per_scene, method and budget instead)"
+            )
+
+    def to_flat(self) -> dict[str, Any]:
+        """Flat mapping with the TOML/CLI names (None values omitted)."""
+        flat = self.run.to_flat()
+        for key in ("executor", "address", "workers", "gpus_per_worker", "chunk_size"):
+            flat.pop(key, None)
+        flat.update(
+            method=self.method,
+            budget=self.budget,
+            leaves_per_scene=self.leaves_per_scene,
+            size_range=list(self.size_range),
+            stop_on_success=self.stop_on_success,
+        )
+        return flat
+
+    def identity(self) -> dict[str, Any]:
+        """The keys that must match for a search directory to be resumed."""
+        flat = self.to_flat()
+        keys = (*IDENTITY_KEYS, *SEARCH_KEYS)
+        return {k: flat.get(k) for k in keys if k != "scenes_per_sign"}
+
+
+SEARCH_CONFIG_KEYS: tuple[str, ...] = tuple(sorted(set(CONFIG_KEYS) | set(SEARCH_KEYS)))
+"""The names a search's TOML config (and the ``search`` command's flags) may set."""
+
+
+def search_config_from_mapping(
+    values: Mapping[str, Any], base: SearchConfig | None = None
+) -> SearchConfig:
+    """Build a SearchConfig from TOML/CLI values (a run's names plus :data:`SEARCH_KEYS`).
+
+    Unknown keys and values of the wrong type give a one-line LeafattackError.
+    """
+    base = base or SearchConfig()
+    search_kw: dict[str, Any] = {}
+    run_values: dict[str, Any] = {}
+    for key, value in values.items():
+        if key == "method":
+            if not isinstance(value, str):
+                raise LeafattackError(f"config key 'method': expected a string, got {value!r}")
+            search_kw[key] = value
+        elif key in ("budget", "leaves_per_scene"):
+            search_kw[key] = _integer(value, key)
+        elif key == "stop_on_success":
+            search_kw[key] = _boolean(value, key)
+        elif key == "size_range":
+            if isinstance(value, str):
+                from leafattack.adaptive import parse_size_range
+
+                search_kw[key] = parse_size_range(value)
+            elif isinstance(value, list | tuple) and len(value) == 2:
+                search_kw[key] = (_number(value[0], key), _number(value[1], key))
+            else:
+                raise LeafattackError(f"size_range {value!r}: expected LO:HI, e.g. 0.2:0.5")
+        else:
+            run_values[key] = value
+    run = config_from_mapping(run_values, base=base.run)
+    return dataclasses.replace(base, run=run, **search_kw)
+
+
+def default_search_out(config: SearchConfig) -> Path:
+    """``results/search-<method>-<hash of the identity keys>``."""
+    digest = hashlib.sha256(
+        json.dumps(config.identity(), sort_keys=True).encode()
+    ).hexdigest()[:8]
+    return Path("results") / f"search-{config.method}-{digest}"

@@ -200,3 +200,52 @@ CONTROLS_SUMMARY_COLUMNS: Final[dict[str, str]] = {
     "boot_seed": "int64",
 }
 """controls_summary.csv: the leaf against each control on identical placements."""
+
+
+# --- Adaptive search (leafattack search) ----------------------------------------------
+
+QUERY_COLUMNS: Final[dict[str, str]] = {
+    "sign_id": "int64",
+    "query": "int64",  # 1-based index of the query among the sign's queries
+    "method": "string",
+    "loss": "float64",  # margin loss (written exactly, %.9g of a float32)
+    "pred_label": "int64",
+    "pred_name": "string",
+    "pred_conf": "float64",
+    "true_conf": "float64",
+    "success": "bool",
+}
+"""queries.csv of a search: every evaluated scene, in evaluation order."""
+
+QUERY_LEAF_COLUMNS: Final[dict[str, str]] = {
+    "sign_id": "int64",
+    "query": "int64",
+    "slot": "int64",
+    "leaf_id": "string",
+    "species": "string",
+    "colour": "string",
+    "size": "float64",
+    "angle": "float64",
+    "x": "float64",
+    "y": "float64",
+}
+"""query_leaves.csv of a search: the leaves of every query, keyed by (sign_id, query)."""
+
+SEARCH_BEST_COLUMNS: Final[dict[str, str]] = {
+    "sign_id": "int64",
+    "sign_file": "string",
+    "true_label": "int64",
+    "true_name": "string",
+    "method": "string",
+    "queries_used": "int64",
+    "success": "bool",  # the sign was fooled within the budget
+    "first_success": "int64",  # query of the first success, 0 when none
+    "best_query": "int64",  # query of the lowest loss
+    "loss": "float64",
+    "pred_label": "int64",
+    "pred_name": "string",
+    "pred_conf": "float64",
+    "true_conf": "float64",
+    "image": "string",  # best/<sign_id>.png, relative to the search directory
+}
+"""best.csv of a search: per attacked sign its best scene (leaves: best_leaves.csv)."""

@@ -255,7 +255,7 @@ def render_scene_table(
     Returns:
         The written paths, in scene order.
     """
-    photo = signs.masks is None
+    photo = signs.masks is None or appearance == "matched"
     signs, _ = sign_faces(signs)
     used = np.unique(table.batch.sign.numpy())
     imgs, masks = resize_signs(signs, used, sign_size)
