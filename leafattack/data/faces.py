@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 import cv2
 import numpy as np
 
-from leafattack.data.signset import GTSRB_CLASSES, SignSet, short_list
+from leafattack.data.signset import GTSRB_CLASSES, SignSet, present_classes, short_list
 from leafattack.errors import LeafattackError
 
 ShapeFn = Callable[[int, int, float], np.ndarray]
@@ -280,7 +280,7 @@ def derive_faces(signs: SignSet, shapes: Mapping[str, str], inset: float) -> tup
             f"{', '.join(SHAPES)})"
         )
     labels = np.asarray(signs.labels, dtype=np.int64)
-    present = [signs.class_names[i] for i in np.unique(labels)]
+    present = present_classes(signs)
     missing = [name for name in present if name not in shapes]
     if missing:
         raise LeafattackError(
@@ -389,7 +389,7 @@ def faces_contact_sheet(
 def _table_for(signs: SignSet) -> tuple[str, Mapping[str, str], float] | None:
     """The shape table and inset that fit a set without masks, by source and class names."""
     prefix = signs.source.partition(":")[0] if ":" in signs.source else ""
-    present = {signs.class_names[i] for i in np.unique(np.asarray(signs.labels, dtype=np.int64))}
+    present = set(present_classes(signs))
     if prefix == "gtsrb":
         return "GTSRB shapes, inset 0.04", GTSRB_SHAPES, GTSRB_BORDER
     if prefix == "lisa":

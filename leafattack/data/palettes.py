@@ -41,7 +41,7 @@ from leafattack.data.builtin import (
     YELLOW_GREEN,
     Colour,
 )
-from leafattack.data.signset import GTSRB_CLASSES, SignSet, short_list
+from leafattack.data.signset import GTSRB_CLASSES, SignSet, present_classes, short_list
 from leafattack.errors import LeafattackError
 
 RAL_TRAFFIC_RED: Colour = (193, 18, 28)
@@ -161,7 +161,7 @@ def sign_palettes(
         >>> pals = sign_palettes(signs, GTSRB_PALETTES, GTSRB_FAMILIES)
     """
     labels = np.asarray(signs.labels, dtype=np.int64)
-    present = [signs.class_names[i] for i in np.unique(labels)]
+    present = present_classes(signs)
     missing = [name for name in present if name not in classes]
     if missing:
         raise LeafattackError(

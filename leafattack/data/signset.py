@@ -140,6 +140,12 @@ class SignSet:
         return np.ones(self.images[i].shape[:2], dtype=bool)
 
 
+def present_classes(signs: SignSet) -> list[str]:
+    """Names of the classes that occur in ``signs.labels``, in label order."""
+    labels = np.unique(np.asarray(signs.labels, dtype=np.int64))
+    return [signs.class_names[int(i)] for i in labels]
+
+
 def short_list(names: Sequence[str], limit: int = 8) -> str:
     """``a, b, c, ... (43 in all)`` for error messages."""
     if len(names) <= limit:

@@ -39,7 +39,7 @@ from leafattack.data.palettes import (
     LISA_PALETTES,
     sign_palettes,
 )
-from leafattack.data.signset import SignSet, fingerprint, subset
+from leafattack.data.signset import SignSet, fingerprint, present_classes, subset
 from leafattack.data.sizes import face_widths_cm
 from leafattack.data.sources import load_signs
 from leafattack.errors import LeafattackError
@@ -262,7 +262,7 @@ def photo_conditions(
     if mode == "raw" or (mode == "auto" and not photo):
         return None
     used = subset(signs, idx)
-    present = {used.class_names[i] for i in np.unique(used.labels)}
+    present = set(present_classes(used))
     pals = None
     for classes, families in ((GTSRB_PALETTES, GTSRB_FAMILIES), (LISA_PALETTES, LISA_FAMILIES)):
         if present <= classes.keys():
