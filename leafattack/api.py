@@ -37,7 +37,15 @@ from leafattack.engine.controls import check_run_complete
 from leafattack.engine.controls import run_controls as execute_controls
 from leafattack.engine.evaluate import clean_predictions, sign_records
 from leafattack.engine.execute import execute_trials
-from leafattack.engine.preparation import Prepared, attack_mask, build_plan, open_run, prepare
+from leafattack.engine.preparation import (
+    SPLIT_FILE,
+    Prepared,
+    attack_mask,
+    build_plan,
+    open_run,
+    prepare,
+    split_json,
+)
 from leafattack.engine.robustness import attack_scenes, survival_rows, transfer_rows
 from leafattack.engine.scenes import read_scenes, render_scene_table
 from leafattack.errors import LeafattackError
@@ -133,6 +141,7 @@ def _run_locked(prep: Prepared, run_dir: Path) -> tuple[RunResult, Plan]:
         write_atomic(run_dir / "config.toml", tomli_w.dumps(doc).encode())
         write_atomic(run_dir / "clean.csv", csv_bytes(clean, header=True))
         write_atomic(run_dir / "signs.csv", csv_bytes(sign_records(prep), header=True))
+        write_atomic(run_dir / SPLIT_FILE, split_json(prep))  # which split (issue 14)
     except OSError as exc:
         raise disk_error(run_dir, exc) from None
     skipped = clean.loc[~attackable]
@@ -471,6 +480,7 @@ def search(config: SearchConfig) -> SearchResult:
         try:
             write_atomic(run_dir / "config.toml", tomli_w.dumps(doc).encode())
             write_atomic(run_dir / "clean.csv", csv_bytes(clean, header=True))
+            write_atomic(run_dir / SPLIT_FILE, split_json(prep))  # which split (issue 14)
             outcome = execute_search(prep, config, np.flatnonzero(attackable), run_dir)
             best, best_leaves = best_tables(prep, outcome, config.method)
             write_atomic(run_dir / "best.csv", format_floats(best))

@@ -16,6 +16,11 @@ from leafattack.errors import LeafattackError
 
 log = logging.getLogger("leafattack")
 
+SPLIT_HELP = (
+    "attack only the signs outside (heldout) or inside (train) the training split the "
+    "model's checkpoint records (default all)"
+)
+
 
 def _given_flags(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
     """The flags that were given on the command line, keyed by their config names.
@@ -210,6 +215,18 @@ def cmd_render(args: argparse.Namespace) -> int:
 def cmd_signs_render(args: argparse.Namespace) -> int:
     from leafattack.data.builtin import builtin_signs_dir, write_builtin_signs
 
+    if args.variant_seed is not None:  # fresh renders no training has seen (issue 14)
+        from leafattack.data.fresh import write_fresh_signs
+
+        if not args.out:
+            raise LeafattackError("--variant-seed: expected --out FOLDER for the fresh renders")
+        manifest = write_fresh_signs(
+            args.out, variant_seed=args.variant_seed, variants=args.variants, size=args.size
+        )
+        print(f"wrote {16 * args.variants} fresh renders at {args.size}x{args.size} and {manifest}")
+        return 0
+    if args.variants != 1:
+        raise LeafattackError("--variants: expected --variant-seed S as well")
     out = Path(args.out) if args.out else builtin_signs_dir()
     manifest = write_builtin_signs(out, size=args.size)
     print(f"wrote 16 signs at {args.size}x{args.size} and {manifest}")
@@ -283,8 +300,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     variants = args.variants
     if variants is None:
         variants = 200 if args.signs == "builtin" else 0
-    res = evaluate(clf, signs, variants=variants, seed=args.seed)
+    res = evaluate(clf, signs, variants=variants, seed=args.seed, split=args.split)
     what = f"{variants} fresh variants per sign" if variants else "the images as given"
+    if res.trained:  # issue 14: scoring what the model was trained on inflates accuracy
+        print(
+            f"warning: {res.trained:,} of {res.images:,} "
+            f"{'photos' if signs.masks is None and not variants else 'signs'} were in this "
+            f"model's training split"
+            + (" (scored through fresh variants of them)" if variants else "")
+            + ("" if args.split == "train" else "; --split heldout scores only the others"),
+            file=sys.stderr,
+        )
     print(f"accuracy: {res.accuracy:.2%} on {res.n} images ({what})")
     print(f"{'class':<28}{'n':>6}{'accuracy':>10}")
     for row in res.per_class.itertuples(index=False):
@@ -296,6 +322,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         res.per_class.to_csv(out / "per_class.csv", index=False, float_format="%.6g")
         print(f"wrote {out / 'confusion.csv'} and {out / 'per_class.csv'}")
     return 0
+
+
+def _edge_thresholds(args: argparse.Namespace) -> str:
+    """--thresholds, --auto, or fixed when --low/--high are given; else by source."""
+    if args.auto:
+        if args.thresholds not in (None, "auto"):
+            raise LeafattackError(f"--auto and --thresholds {args.thresholds}: expected one")
+        return "auto"
+    if args.thresholds is not None:
+        return str(args.thresholds)
+    return "fixed" if args.low is not None or args.high is not None else "source"
 
 
 def cmd_edges(args: argparse.Namespace) -> int:
@@ -310,7 +347,7 @@ def cmd_edges(args: argparse.Namespace) -> int:
         or args.high is not None
         or args.blur is not None
     ):
-        kw: dict[str, Any] = {"auto": args.auto}
+        kw: dict[str, Any] = {}
         if args.low is not None:
             kw["low"] = args.low
         if args.high is not None:
@@ -339,6 +376,7 @@ def cmd_edges(args: argparse.Namespace) -> int:
         n_boot=args.n_boot,
         at_model_resolution=args.resolution == "model",
         overwrite=args.overwrite,
+        thresholds=_edge_thresholds(args),
     )
     print(res.table_text)
     return 0
@@ -474,6 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--target", help="class name for a targeted attack")
     r.add_argument("--min-confidence", type=float, help="minimum top-1 probability (0..1)")
     r.add_argument("--limit-signs", type=int, help="attack only N signs (quick looks)")
+    r.add_argument("--split", choices=["heldout", "train", "all"], help=SPLIT_HELP)
     r.add_argument("--batch-size", type=int, help="trials per batch (default 512)")
     r.add_argument("--device", help="auto | cpu | cuda[:N] (default auto)")
     r.add_argument("--seed", type=int, help="seed of every random choice (default 0)")
@@ -544,6 +583,14 @@ def build_parser() -> argparse.ArgumentParser:
     sr = ssub.add_parser("render", help="re-render the 16 built-in signs deterministically")
     sr.add_argument("--size", type=int, default=128)
     sr.add_argument("--out", help="folder (default: the package's signs/)")
+    sr.add_argument(
+        "--variant-seed", type=int,
+        help="write fresh seeded variants of the signs instead (perspective, light, clutter, "
+        "blur, JPEG, noise), from a seed stream that training never uses; needs --out",
+    )
+    sr.add_argument(
+        "--variants", type=int, default=1, help="fresh variants per sign (default 1)"
+    )
     sr.set_defaults(func=cmd_signs_render)
 
     lv = sub.add_parser("leaves", help="leaf library")
@@ -594,6 +641,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--device", default="auto")
     e.add_argument("--trust-torchscript", action="store_true")
+    e.add_argument(
+        "--split", default="all", choices=["heldout", "train", "all"],
+        help="score only the signs outside (heldout) or inside (train) the model's recorded "
+        "training split (default all)",
+    )
     e.set_defaults(func=cmd_evaluate)
 
     ed = sub.add_parser("edges", help="Canny edge analysis of a run, with statistics")
@@ -606,7 +658,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="model",
         help="edge-map resolution: model (input size, default), sign, or pixels",
     )
-    ed.add_argument("--auto", action="store_true", help="Canny thresholds from the median")
+    ed.add_argument(
+        "--thresholds", choices=["source", "auto", "fixed"],
+        help="Canny thresholds: auto (per image, from the median of the blurred grey image), "
+        "fixed (--low/--high), or source (default: auto on photo sources, fixed 50/150 on "
+        "rendered signs)",
+    )
+    ed.add_argument("--auto", action="store_true", help="same as --thresholds auto")
     ed.add_argument("--low", type=float, help="Canny low threshold (default 50)")
     ed.add_argument("--high", type=float, help="Canny high threshold (default 150)")
     ed.add_argument("--blur", type=int, help="Gaussian kernel size before Canny (default 3)")
@@ -722,6 +780,7 @@ def _add_search_parser(sub: Any) -> None:
     q.add_argument("--target", help="class name for a targeted attack")
     q.add_argument("--min-confidence", type=float, help="minimum top-1 probability (0..1)")
     q.add_argument("--limit-signs", type=int, help="attack only N signs (quick looks)")
+    q.add_argument("--split", choices=["heldout", "train", "all"], help=SPLIT_HELP)
     q.add_argument("--batch-size", type=int, help="scenes per batch (default 512)")
     q.add_argument("--device", help="auto | cpu | cuda[:N] (default auto)")
     q.add_argument("--seed", type=int, help="seed of every random choice (default 0)")

@@ -48,8 +48,12 @@ IDENTITY_KEYS = (
     "size_unit",
     "appearance",
     "shadow",
+    "split",
 )
 """Config keys that must match for a run directory to be resumed."""
+
+SPLIT_CHOICES: tuple[str, ...] = ("all", "train", "heldout")
+"""Values of ``RunConfig.split`` (the same as :data:`leafattack.data.splits.SPLITS`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +83,9 @@ class RunConfig:
             renders (and other sources that ship masks).
         shadow: with matched appearance, add a soft cast shadow under each leaf at a light
             direction drawn per sign from the seed.
+        split: ``all`` attacks every sign; ``heldout`` / ``train`` only the signs outside /
+            inside the training split the model's checkpoint records
+            (:mod:`leafattack.data.splits`).
     """
 
     signs: str = "builtin"
@@ -107,8 +114,13 @@ class RunConfig:
     scenes_per_sign: int = 0
     appearance: str = "auto"
     shadow: bool = False
+    split: str = "all"
 
     def __post_init__(self) -> None:
+        if self.split not in SPLIT_CHOICES:
+            raise LeafattackError(
+                f"split={self.split!r}: expected one of {', '.join(SPLIT_CHOICES)}"
+            )
         if self.appearance not in APPEARANCES:
             raise LeafattackError(
                 f"appearance={self.appearance!r}: expected one of {', '.join(APPEARANCES)}"
@@ -196,6 +208,8 @@ class RunConfig:
             flat["appearance"] = self.appearance
         if self.shadow:
             flat["shadow"] = True
+        if self.split != "all":  # default runs keep the keys (and directory names) they had
+            flat["split"] = self.split
         if self.scenes_per_sign:  # grid runs keep the keys (and run directory names) they had
             flat["leaves_per_scene"] = self.leaves_per_scene
             flat["scenes_per_sign"] = self.scenes_per_sign
@@ -281,6 +295,7 @@ def config_from_mapping(values: Mapping[str, Any], base: RunConfig | None = None
             "executor",
             "address",
             "appearance",
+            "split",
         ):
             if not isinstance(value, str):
                 raise LeafattackError(f"config key {key!r}: expected a string, got {value!r}")
@@ -383,7 +398,7 @@ def load_config(path: str | os.PathLike[str], *, search: bool = False) -> dict[s
 def default_out(config: RunConfig) -> Path:
     """``results/<model>-<hash of the identity keys>``: the same command finds the same dir."""
     flat = config.to_flat()
-    ident = {k: flat.get(k) for k in IDENTITY_KEYS}
+    ident = {k: flat.get(k) for k in IDENTITY_KEYS if k != "split" or k in flat}
     digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:8]
     stem = "default" if config.model == "default" else Path(config.model.split(":")[-1]).stem
     return Path("results") / f"{stem or 'model'}-{digest}"
@@ -542,7 +557,7 @@ def search_config_from_mapping(
 
 def default_search_out(config: SearchConfig) -> Path:
     """``results/search-<method>-<hash of the identity keys>``."""
-    digest = hashlib.sha256(
-        json.dumps(config.identity(), sort_keys=True).encode()
-    ).hexdigest()[:8]
+    # split = all (None) stays out, so default searches keep the directory names they had
+    ident = {k: v for k, v in config.identity().items() if k != "split" or v is not None}
+    digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:8]
     return Path("results") / f"search-{config.method}-{digest}"

@@ -23,8 +23,10 @@ from leafattack.analysis.edges import (
     EDGE_METRICS,
     EdgeConfig,
     canny_batch,
+    describe_thresholds,
     edge_metrics,
     resize_masks,
+    thresholds_for,
 )
 from leafattack.analysis.stats import correlation_table, format_correlation_table
 from leafattack.compose.functional import to_uint8_hwc
@@ -124,6 +126,7 @@ def run_edges(
     quiet: bool = False,
     at_model_resolution: bool = True,
     overwrite: bool = False,
+    thresholds: str | None = None,
 ) -> EdgesResult:
     """Compute ``edges.csv`` and ``correlation.csv`` for a finished run (resumable).
 
@@ -149,6 +152,7 @@ def run_edges(
             quiet=quiet,
             at_model_resolution=at_model_resolution,
             overwrite=overwrite,
+            thresholds=thresholds,
         )
 
 
@@ -163,6 +167,7 @@ def compute_edges(
     quiet: bool = False,
     at_model_resolution: bool = True,
     overwrite: bool = False,
+    thresholds: str | None = None,
 ) -> EdgesResult:
     """The edge analysis of a finished run whose lock the caller holds.
 
@@ -173,6 +178,10 @@ def compute_edges(
             ``config.resolution``); False keeps ``config.resolution`` (None = sign size).
         n_boot: bootstrap replicates of the AUC intervals.
         overwrite: replace an ``edges.csv`` computed with other settings (otherwise refused).
+        thresholds: one of :data:`~leafattack.analysis.edges.THRESHOLD_MODES`; None means
+            ``source`` without a ``config`` (automatic per-image thresholds on photo
+            sources, fixed 50/150 on rendered signs) and ``config.auto`` with one. The
+            mode used is recorded as ``auto`` in ``edges_progress.json``'s config.
 
     Warns (log) with the number of attacked signs whose clean image has no Canny edge on
     its face at these settings: their metrics are empty.
@@ -184,7 +193,12 @@ def compute_edges(
             f"{run_dir / 'trials.csv'}: has {len(trials)} rows, but the run's config gives "
             f"{plan.total_active} trials (edited or truncated file?)"
         )
-    cfg = config or EdgeConfig()
+    mode = thresholds or ("source" if config is None else "auto" if config.auto else "fixed")
+    photo = prep.face_rule != "masks of the source"  # no masks of its own: photos
+    try:
+        cfg = thresholds_for(config or EdgeConfig(), mode, photo)
+    except ValueError as exc:
+        raise LeafattackError(str(exc)) from None
     if at_model_resolution:
         cfg = dataclasses.replace(cfg, resolution=prep.classifier.preprocess.input_size)
     cfg_doc = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
@@ -257,4 +271,6 @@ def compute_edges(
     except OSError as exc:
         raise disk_error(run_dir, exc) from None
     text = format_correlation_table(corr, "all")
+    source = "photo source" if photo else "rendered signs"
+    text = f"Canny thresholds: {describe_thresholds(cfg)} ({source}, --thresholds {mode})\n" + text
     return EdgesResult(edges_path, corr_path, edges, corr, text)

@@ -57,6 +57,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -224,6 +225,39 @@ def _blur_batch(gray: np.ndarray, ksize: int, sigma: float) -> np.ndarray:
     tall = padded.reshape(n * (h + 2 * pad), w)
     blurred = cv2.GaussianBlur(tall, (ksize, ksize), sigma)
     return blurred.reshape(n, h + 2 * pad, w)[:, pad : pad + h]
+
+
+THRESHOLD_MODES: tuple[str, ...] = ("source", "auto", "fixed")
+"""How an edge analysis picks its Canny thresholds: ``auto`` per image from the median
+(:func:`auto_thresholds`), ``fixed`` (``EdgeConfig.low``/``high``, 50/150 by default), or
+``source``: automatic on photo sources (no masks of their own: GTSRB, LISA, folders of
+photos), fixed on rendered signs (the built-in renders and other sources with masks)."""
+
+
+def thresholds_for(config: EdgeConfig, mode: str, photo: bool) -> EdgeConfig:
+    """``config`` with ``auto`` set as ``mode`` (one of :data:`THRESHOLD_MODES`) says for
+    a source that is (``photo``) or is not made of photos.
+
+    Example:
+        >>> thresholds_for(EdgeConfig(), "source", photo=True).auto
+        True
+        >>> thresholds_for(EdgeConfig(), "source", photo=False).auto
+        False
+    """
+    if mode not in THRESHOLD_MODES:
+        raise ValueError(f"thresholds mode {mode!r}: expected one of {', '.join(THRESHOLD_MODES)}")
+    auto = mode == "auto" or (mode == "source" and photo)
+    return dataclasses.replace(config, auto=auto)
+
+
+def describe_thresholds(config: EdgeConfig) -> str:
+    """``automatic per image (median of the blurred grey image +- 33%)`` or ``fixed 50/150``."""
+    if config.auto:
+        return (
+            f"automatic per image (median of the blurred grey image \u00b1 "
+            f"{config.sigma:.0%})"
+        )
+    return f"fixed {config.low:g}/{config.high:g}"
 
 
 def auto_thresholds(blurred: np.ndarray, sigma: float = 0.33) -> tuple[np.ndarray, np.ndarray]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import logging
 import os
 from collections.abc import Sequence
@@ -42,6 +43,7 @@ from leafattack.data.palettes import (
 from leafattack.data.signset import SignSet, fingerprint, present_classes, subset
 from leafattack.data.sizes import face_widths_cm
 from leafattack.data.sources import load_signs
+from leafattack.data.splits import TrainingSplit, in_training, split_from_metadata, split_indices
 from leafattack.errors import LeafattackError
 from leafattack.grid import (
     NATURAL,
@@ -98,6 +100,7 @@ class Prepared:
     face_rule: str = "masks of the source"
     appearance: Appearance | None = None  # photo conditions per sign (matched appearance)
     noise: torch.Tensor | None = None  # float32 (S, 3, Hn, Wn): each sign's noise field
+    training_split: TrainingSplit | None = None  # what the model records (None: unknown)
 
     def render_size(self, sign: np.ndarray, size: np.ndarray) -> np.ndarray:
         """Grid sizes (face widths or cm) → leaf lengths as fractions of the image width.
@@ -340,7 +343,12 @@ def prepare(config: RunConfig) -> Prepared:
     if len(loaded) == 0:
         raise LeafattackError(f"sign source {config.signs!r} holds no signs")
     signs, face_rule = sign_faces(loaded)
-    idx = select_signs(signs, config.limit_signs, config.seed)
+    recorded = split_from_metadata(clf.metadata, config.model)
+    if config.split == "all":
+        idx = select_signs(signs, config.limit_signs, config.seed)
+    else:  # sign ids stay indices into the loaded set (seeds per sign do not move)
+        pool = split_indices(loaded, recorded, config.split, f"model {config.model!r}")
+        idx = pool[select_signs(subset(signs, pool), config.limit_signs, config.seed)]
     labels = np.asarray(signs.labels)[idx]
     mapping = match_classes(signs.class_names, clf.class_names, used_labels=labels.tolist())
     true_labels = np.asarray(mapping, dtype=np.int64)[labels]
@@ -396,7 +404,34 @@ def prepare(config: RunConfig) -> Prepared:
         face_rule=face_rule,
         appearance=None if conditions is None else conditions[0],
         noise=None if conditions is None else conditions[1],
+        training_split=recorded,
     )
+
+
+SPLIT_FILE = "split.json"
+"""Run/search directory file that says which split was attacked (see :func:`split_document`)."""
+
+
+def split_document(prep: Prepared) -> dict[str, object]:
+    """What a run attacked relative to its model's training split, for ``split.json``.
+
+    Keys: ``split`` (all, train, heldout), ``model``, ``model_split`` (``recorded`` or
+    ``unknown``), ``training`` (the split's description, empty when unknown), ``signs``
+    (signs of the source), ``signs_used``, and ``used_in_training`` (how many of the used
+    signs are in the training split; None when unknown).
+    """
+    rec = prep.training_split
+    used = subset(prep.signs, prep.sign_ids)
+    return {
+        "split": prep.config.split,
+        "model": prep.config.model,
+        "model_split": "unknown" if rec is None else "recorded",
+        "training": "" if rec is None else rec.describe(),
+        "signs_source": prep.config.signs,
+        "signs": len(prep.signs),
+        "signs_used": len(prep.sign_ids),
+        "used_in_training": None if rec is None else int(in_training(used, rec).sum()),
+    }
 
 
 def build_plan(prep: Prepared, active: np.ndarray) -> Plan:
@@ -472,3 +507,8 @@ def open_run(run_dir: str | os.PathLike[str], *, device: str = "auto") -> tuple[
             f"true_label (leafattack's clean.csv)"
         )
     return prep, build_plan(prep, attack_mask(clean, prep.target_index))
+
+
+def split_json(prep: Prepared) -> bytes:
+    """:func:`split_document` as the bytes of ``split.json`` (sorted keys, one per line)."""
+    return (json.dumps(split_document(prep), indent=1, sort_keys=True) + "\n").encode()

@@ -46,7 +46,10 @@ log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = "leafattack-checkpoint"
 
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
+"""Version 2 adds the optional ``split`` entry (the training split as JSON text, see
+:class:`leafattack.data.splits.TrainingSplit`); version 1 checkpoints load as before and
+simply record no split."""
 
 
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "weights" / "lisacnn_default.pt"
@@ -60,8 +63,13 @@ def save_checkpoint(
     data_fingerprint: str = "",
     val_accuracy: float | None = None,
     extra: Mapping[str, Any] | None = None,
+    split: str = "",
 ) -> Path:
-    """Write a leafattack checkpoint: state_dict plus metadata, loadable with weights_only=True."""
+    """Write a leafattack checkpoint: state_dict plus metadata, loadable with weights_only=True.
+
+    ``split`` is the training split as JSON text (``TrainingSplit.to_json()``); empty for
+    none. The same inputs give the same bytes.
+    """
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().clone() for k, v in classifier.module.state_dict().items()}
@@ -81,12 +89,35 @@ def save_checkpoint(
         "extra": json.dumps(dict(extra or {}), sort_keys=True),
         "state_dict": state,
     }
+    if split:
+        payload["split"] = split
     buf = io.BytesIO()
     torch.save(payload, buf)
     tmp = p.with_name(p.name + ".tmp")
     tmp.write_bytes(buf.getvalue())
     tmp.replace(p)
     return p
+
+
+def write_split(path: str | Path, split: str, out: str | Path | None = None) -> Path:
+    """Record a training split (JSON text) in an existing leafattack checkpoint.
+
+    The weights and every other entry stay as they are (the model fingerprint does not
+    change); the version becomes :data:`CHECKPOINT_VERSION`. Writes ``out`` (default: in
+    place, atomically). The same inputs give the same bytes.
+    """
+    p = Path(path)
+    load_checkpoint(p)  # validates the file first (one-line errors)
+    payload = torch.load(p, map_location="cpu", weights_only=True)
+    payload["version"] = CHECKPOINT_VERSION
+    payload["split"] = split
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    target = Path(out) if out is not None else p
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_bytes(buf.getvalue())
+    tmp.replace(target)
+    return target
 
 
 def _is_torchscript(path: Path) -> bool:

@@ -43,6 +43,7 @@ from leafattack.report.figures import (
     fig_transfer,
     require,
 )
+from leafattack.report.split import split_html
 from leafattack.version import __version__
 
 log = logging.getLogger(__name__)
@@ -571,6 +572,7 @@ def render_html(
     head = _headline(data)
     note_html = "".join(f'<p class="note" id="{ident}">{text}</p>' for ident, text in notes)
     body = head + note_html + f"<p>Criterion: {esc(_criterion_text(cfg))}.</p>"
+    body += split_html(data.run_dir)  # which split was attacked (issue 14)
     scene_run = "n_leaves" in data.trials.columns
     if has_trials and not scene_run:
         body += "<h3>Strongest attack per sign class</h3>" + _strongest_table(data)

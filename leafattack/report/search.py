@@ -32,6 +32,7 @@ from leafattack import schema
 from leafattack.analysis.stats import wilson_interval
 from leafattack.errors import LeafattackError
 from leafattack.imageio import read_rgb
+from leafattack.report.split import split_html
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +197,7 @@ def write_search_report(path: str | os.PathLike[str]) -> Path:
             "padding:1rem}td,th{padding:2px 8px;border-bottom:1px solid #ddd}"
             "img{max-width:100%}</style></head><body>",
             f"<h1>Adaptive search: {html.escape(str(root))}</h1>",
+            *(split_html(d) for d in dirs),
             "<h2>Signs fooled against queries</h2>",
             _embed(fig_fooled_vs_queries(runs), folder / "search_fooled_vs_queries.png"),
             "<p>Each attacked sign counts once at each budget (fooled within it or not); the "

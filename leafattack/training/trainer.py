@@ -29,6 +29,13 @@ from tqdm.auto import tqdm
 from leafattack.data.canvas import square_canvas
 from leafattack.data.signset import SignSet, fingerprint, subset
 from leafattack.data.sources import load_signs
+from leafattack.data.splits import (
+    BUILTIN_VARIATIONS_NOTE,
+    in_training,
+    split_from_metadata,
+    split_indices,
+    training_split,
+)
 from leafattack.data.variations import VariationConfig, make_variants
 from leafattack.errors import LeafattackError
 from leafattack.models.architectures import build_model, default_input_size
@@ -227,10 +234,20 @@ def train(config: TrainConfig) -> TrainResult:
         )
         val_labels_np = labels[va_idx]
         per_image = config.variants or max(1, int(np.ceil(400 / max(1, len(tr_idx) / len(used)))))
+        split = training_split(
+            signs, tr_idx.tolist(), note="mild variations of the training photos"
+        )
     else:
         train_set = signs
         tr_labels = labels
         tr_masks = masks
+        split = training_split(
+            signs,
+            range(len(signs)),
+            note=BUILTIN_VARIATIONS_NOTE
+            if config.signs == "builtin"
+            else "variations of every image of the source",
+        )
         per_image = config.variants or 400
         n_val = max(1, int(round(per_image * config.val_fraction)))
         val_imgs_np, val_labels_np = make_variants(
@@ -315,6 +332,7 @@ def train(config: TrainConfig) -> TrainResult:
             "variants": per_image,
             "leaf_augment": config.leaf_augment,
         },
+        split=split.to_json(),
     )
     hist_path = out.with_name(out.name + ".history.csv")
     # Wall-clock seconds stay out of the file: same config + seed => byte-identical CSV.
@@ -332,6 +350,9 @@ class EvalResult:
     per_class: pd.DataFrame  # class, n, correct, accuracy
     confusion: pd.DataFrame  # rows: true class names, columns: predicted class names
     n: int
+    images: int = 0  # source images scored (each through ``variants`` variants when > 0)
+    trained: int | None = None  # of those, in the model's training split (None: unknown)
+    split: str = "all"  # which signs were scored (see leafattack.data.splits.SPLITS)
 
 
 def evaluate(
@@ -341,13 +362,29 @@ def evaluate(
     variants: int = 0,
     seed: int = 0,
     batch_size: int = 512,
+    split: str = "all",
 ) -> EvalResult:
     """Score a model on a sign set, matching labels to the model's classes by name.
 
     Args:
         variants: when > 0, score that many freshly generated variants per image (drawn with a
             seed stream that training never uses) instead of the images themselves.
+        split: ``all``, or ``train`` / ``heldout`` to score only the images inside / outside
+            the training split the checkpoint records (see :mod:`leafattack.data.splits`).
+
+    Returns:
+        EvalResult; its ``trained`` counts the scored images that are in the model's
+        training split (None when the model records none).
+
+    Raises:
+        LeafattackError: ``train``/``heldout`` against a model without a recorded split,
+            a split that selects no image, or classes the model does not know.
     """
+    where = str(clf.metadata.get("path", "the model"))
+    recorded = split_from_metadata(clf.metadata, where)
+    if split != "all":
+        signs = subset(signs, split_indices(signs, recorded, split, where))
+    trained = None if recorded is None else int(in_training(signs, recorded).sum())
     labels_sign = np.asarray(signs.labels)
     mapping = np.asarray(
         match_classes(signs.class_names, clf.class_names, used_labels=labels_sign.tolist())
@@ -393,5 +430,11 @@ def evaluate(
         dropna=False,
     )
     return EvalResult(
-        float(correct.mean()) if len(correct) else float("nan"), per_class, conf, len(labels)
+        float(correct.mean()) if len(correct) else float("nan"),
+        per_class,
+        conf,
+        len(labels),
+        images=len(signs),
+        trained=trained,
+        split=split,
     )
