@@ -224,3 +224,16 @@ def test_fresh_renders_are_reproducible_and_outside_the_default_split(tmp_path: 
 def test_signs_render_variant_seed_needs_out(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["signs", "render", "--variant-seed", "1"]) == 2
     assert capsys.readouterr().err.startswith("error: --variant-seed")
+
+
+def test_train_writes_what_recording_the_split_afterwards_writes(tmp_path: Path) -> None:
+    """The shipped model got its split afterwards; retraining must give the same bytes."""
+    trained = tmp_path / "trained.pt"
+    train(TrainConfig(epochs=1, variants=2, batch_size=16, out=str(trained), quiet=True))
+    payload = torch.load(trained, weights_only=True)
+    del payload["split"]
+    payload["version"] = 1  # as checkpoints were written before splits
+    old = tmp_path / "old.pt"
+    torch.save(payload, old)
+    again = record_default_split(old, tmp_path / "again.pt")
+    assert again.read_bytes() == trained.read_bytes()

@@ -8,6 +8,11 @@ backgrounds. Optionally a fraction of them get a random leaf pasted on as a defe
 For a set with one image per class (the built-in signs) the validation set is a fixed
 batch of variants drawn from an independent seed stream; for photo datasets it is a
 stratified hold-out of the photos.
+
+The checkpoint records its training split (:class:`~leafattack.data.splits.TrainingSplit`:
+the source spec, the training images' files and content hashes): every image of a
+rendered set, or the photos outside the validation hold-out. ``run``, ``search`` and
+``evaluate`` select by it with ``--split heldout|train``.
 """
 
 from __future__ import annotations
