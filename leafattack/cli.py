@@ -230,14 +230,27 @@ def cmd_leaves_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_leaves_split(args: argparse.Namespace) -> int:
+    from leafattack.leaves.split import split_library
+
+    res = split_library(
+        args.folder, args.train_out, args.attack_out, test_frac=args.test_frac,
+        seed=args.seed, by=args.by,
+    )
+    print(f"training leaves: {len(res.train_ids)} in {res.train_dir}")
+    print(f"attack leaves:   {len(res.attack_ids)} in {res.attack_dir}")
+    return 0
+
+
 def cmd_segment(args: argparse.Namespace) -> int:
     from leafattack.leaves.segment import segment_files
 
     paths = [Path(p) for p in args.photos]
     written = segment_files(paths, Path(args.out), species=args.species)
     print(
-        f"segmented {len(written)} leaves into {args.out} (contact sheet: "
-        f"{Path(args.out) / 'contact_sheet.png'})"
+        f"segmented {len(written)} leaves into {args.out} (the whole library: "
+        f"{Path(args.out) / 'contact_sheet.png'}; this call's masks: "
+        f"{Path(args.out) / 'segmentation_sheet.png'})"
     )
     return 0
 
@@ -256,6 +269,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         lr=args.lr,
         variants=args.variants,
         leaf_augment=args.leaf_augment,
+        augment_leaves=args.augment_leaves,
         input_size=args.input_size,
         quiet=args.quiet,
     )
@@ -434,7 +448,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--model", help="default | CHECKPOINT.pt | torchscript:PATH | pkg.mod:factory")
     r.add_argument("--out", help="run directory (default results/<model>-<config hash>)")
     r.add_argument("--leaf-ids", dest="leaf_ids", help="comma-separated leaf ids")
-    r.add_argument("--species", help="comma-separated species (default maple,oak,poplar)")
+    r.add_argument(
+        "--species",
+        help="comma-separated species, or all (default maple,oak,poplar on the built-in "
+        "leaves, all with --leaves DIR)",
+    )
     r.add_argument(
         "--colours",
         "--colors",
@@ -552,14 +570,45 @@ def build_parser() -> argparse.ArgumentParser:
     lg.add_argument("--out", help="folder (default: the package's leaves/)")
     lg.add_argument("--seed", type=int, default=0)
     lg.add_argument("--size", type=int, default=256)
-    lg.add_argument("--species", help="comma-separated species")
+    lg.add_argument("--species", help="comma-separated species, or all (default: the library's 5)")
     lg.add_argument("--colours", "--colors", dest="colours", help="comma-separated colours")
     lg.set_defaults(func=cmd_leaves_generate)
+    ls = lsub.add_parser(
+        "split",
+        help="split a leaf library into disjoint training and attack libraries (seeded)",
+        description="Write two new leaf folders that share no leaf: one for train "
+        "--augment-leaves, one for run --leaves, so that a defence is attacked with leaves "
+        "its training never saw.",
+    )
+    ls.add_argument("folder", help="leaf library folder with manifest.csv, or builtin")
+    ls.add_argument(
+        "--test-frac", type=float, default=0.3,
+        help="share of the leaves (per species) for the attack library (default 0.3)",
+    )
+    ls.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
+    ls.add_argument(
+        "--by", choices=["leaf", "species"], default="leaf",
+        help="keep single leaves or whole species together (default leaf; species when "
+        "a species' leaves share a silhouette, as the generated colours do)",
+    )
+    ls.add_argument("--train-out", help="training library folder (default FOLDER-train)")
+    ls.add_argument("--attack-out", help="attack library folder (default FOLDER-attack)")
+    ls.set_defaults(func=cmd_leaves_split)
 
-    sg = sub.add_parser("segment", help="cut leaves out of photos into an RGBA leaf library")
+    sg = sub.add_parser(
+        "segment",
+        help="cut leaves out of photos into an RGBA leaf library",
+        description="Cut one leaf out of each photo (a single leaf on a plain, light "
+        "background) and append it to the leaf library OUT (manifest.csv, colour natural). "
+        "Species: --species NAME, or else the name of the folder holding each photo "
+        "(photos/maple/IMG_1.jpg is a maple). After every call OUT/contact_sheet.png shows "
+        "the whole library and OUT/segmentation_sheet.png this call's photos and masks.",
+    )
     sg.add_argument("photos", nargs="+", help="photos of single leaves on a plain background")
     sg.add_argument("--out", required=True, help="leaf library folder to append to")
-    sg.add_argument("--species", help="species name for the manifest")
+    sg.add_argument(
+        "--species", help="species name for the manifest (default: each photo's folder name)"
+    )
     sg.set_defaults(func=cmd_segment)
 
     t = sub.add_parser("train", help="train a classifier with sign variations")
@@ -577,6 +626,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.0,
         help="probability of pasting a random leaf on a training image (defence)",
+    )
+    t.add_argument(
+        "--augment-leaves", default="builtin",
+        help="leaf library the --leaf-augment leaves come from (default builtin; see "
+        "leaves split)",
     )
     t.add_argument("--input-size", type=int, help="model input side (default per arch)")
     t.add_argument("--quiet", action="store_true")
@@ -711,7 +765,11 @@ def _add_search_parser(sub: Any) -> None:
     q.add_argument("--model", help="default | CHECKPOINT.pt | torchscript:PATH | pkg.mod:factory")
     q.add_argument("--out", help="search directory (default results/search-<method>-<hash>)")
     q.add_argument("--leaf-ids", dest="leaf_ids", help="comma-separated leaf ids")
-    q.add_argument("--species", help="comma-separated species (default maple,oak,poplar)")
+    q.add_argument(
+        "--species",
+        help="comma-separated species, or all (default maple,oak,poplar on the built-in "
+        "leaves, all with --leaves DIR)",
+    )
     q.add_argument(
         "--colours", "--colors", dest="colours",
         help="comma-separated fall colours, or natural (default natural)",

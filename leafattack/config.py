@@ -16,12 +16,14 @@ from typing import Any
 
 from leafattack.errors import LeafattackError
 from leafattack.grid import (
+    DEFAULT_SPECIES,
     GridSpec,
     parse_angles,
     parse_float_list,
     parse_names,
     parse_positions,
 )
+from leafattack.leaves.library import ALL_SPECIES
 
 APPEARANCES: tuple[str, ...] = ("auto", "matched", "raw")
 """Values of ``RunConfig.appearance``."""
@@ -232,9 +234,15 @@ def _as_list(value: Any, key: str) -> list[Any]:
 def config_from_mapping(values: Mapping[str, Any], base: RunConfig | None = None) -> RunConfig:
     """Build a RunConfig from TOML/CLI values (same names), on top of ``base``.
 
-    Unknown keys and values of the wrong type give a one-line LeafattackError.
+    Unknown keys and values of the wrong type give a one-line LeafattackError. Where two
+    spellings name one concept (:data:`CONFIG_ALIASES`, e.g. ``colors``), both are read.
+
+    Species: when ``values`` names a leaf folder (``leaves`` other than ``builtin``) but
+    no ``species``, and ``base`` still has the default species filter (maple, oak,
+    poplar: the built-in library's), every species of the folder is used (``all``).
     """
     base = base or RunConfig()
+    values = canonical_keys(values)
     grid_kw: dict[str, Any] = {}
     run_kw: dict[str, Any] = {}
     for key, value in values.items():
@@ -304,8 +312,46 @@ def config_from_mapping(values: Mapping[str, Any], base: RunConfig | None = None
             run_kw[key] = _number(value, key)
         else:
             run_kw[key] = _boolean(value, key)
+    if (
+        run_kw.get("leaves", "builtin") != "builtin"
+        and "species" not in grid_kw
+        and base.grid.species == DEFAULT_SPECIES
+    ):
+        grid_kw["species"] = (ALL_SPECIES,)
     grid = dataclasses.replace(base.grid, **grid_kw)
     return dataclasses.replace(base, grid=grid, **run_kw)
+
+
+CONFIG_ALIASES: dict[str, str] = {"colors": "colours", "sizes_cm": "sizes"}
+"""Second spellings the command line accepts (``--colors``), read by configs too.
+
+``sizes_cm = [8, 12]`` is ``sizes = [8, 12]`` with ``size_unit = "cm"`` (``--sizes-cm``).
+"""
+
+
+def canonical_keys(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` with :data:`CONFIG_ALIASES` replaced by their canonical names.
+
+    Raises:
+        LeafattackError: both spellings of one key are given, or ``sizes_cm`` with a
+            ``size_unit`` other than cm.
+    """
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        name = CONFIG_ALIASES.get(key, key)
+        if name in out:
+            raise LeafattackError(
+                f"config keys {key!r} and {name!r}: the same setting twice (expected one)"
+            )
+        out[name] = value
+        if key == "sizes_cm":
+            if values.get("size_unit", "cm") != "cm":
+                raise LeafattackError(
+                    "config keys 'sizes_cm' and size_unit = "
+                    f"{values['size_unit']!r}: expected size_unit cm or no size_unit"
+                )
+            out["size_unit"] = "cm"
+    return out
 
 
 def _number(v: Any, key: str) -> float:
