@@ -41,7 +41,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         flags["size_unit"] = "face"
     config = config_from_mapping(flags, base=config)
     assert isinstance(config, RunConfig)
-    kinds = tuple(k.strip() for k in args.controls.split(",") if k.strip()) if args.controls else ()
+    kinds = config.controls
     result = run(config, controls=kinds)
     print(format_run_summary(result, config.grid.size_unit))
     if result.edges is not None:
@@ -408,6 +408,21 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check_model(args: argparse.Namespace) -> int:
+    from leafattack.data.sources import load_signs
+    from leafattack.engine.check import check_model, format_model_check
+    from leafattack.models.classifier import resolve_device
+    from leafattack.models.loading import load_model
+
+    clf = load_model(
+        args.spec, resolve_device(args.device), trust_torchscript=args.trust_torchscript
+    )
+    signs = load_signs(args.signs)
+    res = check_model(clf, signs, sign_size=args.sign_size, seed=args.seed)
+    print(format_model_check(args.spec, clf, signs, res, args.sign_size))
+    return 0 if res.batch_independent else 1
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from leafattack.criteria import CRITERIA
     from leafattack.models.architectures import ARCHITECTURES
@@ -415,15 +430,29 @@ def cmd_info(args: argparse.Namespace) -> int:
     print("sign sources: builtin, PATH (folder or manifest.csv), gtsrb:PATH, lisa:PATH")
     print("architectures:", ", ".join(ARCHITECTURES), "+ torchvision models by name")
     print("criteria:", ", ".join(CRITERIA))
+    from leafattack.models.contract import contract_text
+
+    print("models: default, CHECKPOINT.pt, torchscript:PATH, export:PROGRAM.pt2, pkg.mod:factory")
+    print(contract_text())
     try:
         from leafattack.leaves.colours import FALL_COLOURS
         from leafattack.leaves.species import SPECIES
 
         print("leaf species:", ", ".join(SPECIES))
-        print("colours: natural,", ", ".join(FALL_COLOURS))
+        print("colours (recolouring targets): natural,", ", ".join(FALL_COLOURS))
+        print("leaf folders: manifest colours are free labels; species from the manifest")
     except ImportError:  # pragma: no cover - only while the package is incomplete
         pass
     return 0
+
+
+_SIGNS_HELP = "sign source: builtin | PATH | gtsrb:PATH | lisa:PATH"
+_MODEL_HELP = (
+    "model spec: default | CHECKPOINT.pt | torchscript:PATH | export:PROGRAM.pt2 | "
+    "pkg.mod:factory (see leafattack info for what a model receives)"
+)
+_TRUST_HELP = "allow a TorchScript or torch.export model file (it runs code from the file)"
+_RUN_DIR_HELP = "the directory of a finished (or interrupted) run"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -445,7 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--config", help="TOML config file (same names as the flags)")
     r.add_argument("--signs", help="sign source: builtin | PATH | gtsrb:PATH | lisa:PATH")
     r.add_argument("--leaves", help="leaf library folder with manifest.csv, or builtin")
-    r.add_argument("--model", help="default | CHECKPOINT.pt | torchscript:PATH | pkg.mod:factory")
+    r.add_argument("--model", help=_MODEL_HELP)
     r.add_argument("--out", help="run directory (default results/<model>-<config hash>)")
     r.add_argument("--leaf-ids", dest="leaf_ids", help="comma-separated leaf ids")
     r.add_argument(
@@ -501,7 +530,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--trust-torchscript",
         action="store_true",
-        help="allow a TorchScript model file (it runs code from the file)",
+        help=_TRUST_HELP,
     )
     r.add_argument("--edges", action="store_true", help="also run the edge analysis")
     r.add_argument("--report", action="store_true", help="also write report.html")
@@ -560,7 +589,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("signs", help="built-in signs")
     ssub = s.add_subparsers(dest="signs_command", required=True, metavar="ACTION")
     sr = ssub.add_parser("render", help="re-render the 16 built-in signs deterministically")
-    sr.add_argument("--size", type=int, default=128)
+    sr.add_argument("--size", type=int, default=128, help="side in pixels (default 128)")
     sr.add_argument("--out", help="folder (default: the package's signs/)")
     sr.set_defaults(func=cmd_signs_render)
 
@@ -568,8 +597,8 @@ def build_parser() -> argparse.ArgumentParser:
     lsub = lv.add_subparsers(dest="leaves_command", required=True, metavar="ACTION")
     lg = lsub.add_parser("generate", help="generate the procedural leaf library")
     lg.add_argument("--out", help="folder (default: the package's leaves/)")
-    lg.add_argument("--seed", type=int, default=0)
-    lg.add_argument("--size", type=int, default=256)
+    lg.add_argument("--seed", type=int, default=0, help="library seed (default 0)")
+    lg.add_argument("--size", type=int, default=256, help="render canvas side (default 256)")
     lg.add_argument("--species", help="comma-separated species, or all (default: the library's 5)")
     lg.add_argument("--colours", "--colors", dest="colours", help="comma-separated colours")
     lg.set_defaults(func=cmd_leaves_generate)
@@ -612,14 +641,20 @@ def build_parser() -> argparse.ArgumentParser:
     sg.set_defaults(func=cmd_segment)
 
     t = sub.add_parser("train", help="train a classifier with sign variations")
-    t.add_argument("--signs", default="builtin")
-    t.add_argument("--arch", default="lisacnn")
-    t.add_argument("--epochs", type=int, default=30)
+    t.add_argument("--signs", default="builtin", help=_SIGNS_HELP + " (default builtin)")
+    t.add_argument(
+        "--arch", default="lisacnn",
+        help="architecture: lisacnn, gtsrbcnn or a torchvision model name (default lisacnn)",
+    )
+    t.add_argument("--epochs", type=int, default=30, help="passes (default 30)")
     t.add_argument("--out", required=True, help="checkpoint path (.pt)")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", default="cpu")
-    t.add_argument("--batch-size", type=int, default=128)
-    t.add_argument("--lr", type=float, default=2e-3)
+    t.add_argument(
+        "--seed", type=int, default=0,
+        help="seed of variants, split, initialisation and shuffling (default 0)",
+    )
+    t.add_argument("--device", default="cpu", help="auto | cpu | cuda[:N] (default cpu)")
+    t.add_argument("--batch-size", type=int, default=128, help="images per step (default 128)")
+    t.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default 0.002)")
     t.add_argument("--variants", type=int, default=0, help="variants per image and epoch")
     t.add_argument(
         "--leaf-augment",
@@ -633,28 +668,28 @@ def build_parser() -> argparse.ArgumentParser:
         "leaves split)",
     )
     t.add_argument("--input-size", type=int, help="model input side (default per arch)")
-    t.add_argument("--quiet", action="store_true")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="accuracy and confusion matrix of a model")
-    e.add_argument("--model", default="default")
-    e.add_argument("--signs", default="builtin")
+    e.add_argument("--model", default="default", help=_MODEL_HELP + " (default default)")
+    e.add_argument("--signs", default="builtin", help=_SIGNS_HELP + " (default builtin)")
     e.add_argument("--out", help="folder for confusion.csv and per_class.csv")
     e.add_argument(
         "--variants",
         type=int,
         help="fresh variants per sign (default 200 for builtin, 0 otherwise)",
     )
-    e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--device", default="auto")
-    e.add_argument("--trust-torchscript", action="store_true")
+    e.add_argument("--seed", type=int, default=0, help="seed of the variants (default 0)")
+    e.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default auto)")
+    e.add_argument("--trust-torchscript", action="store_true", help=_TRUST_HELP)
     e.set_defaults(func=cmd_evaluate)
 
     ed = sub.add_parser("edges", help="Canny edge analysis of a run, with statistics")
-    ed.add_argument("run_dir")
-    ed.add_argument("--device", default="auto")
-    ed.add_argument("--batch-size", type=int, default=2048)
-    ed.add_argument("--quiet", action="store_true")
+    ed.add_argument("run_dir", help=_RUN_DIR_HELP)
+    ed.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default auto)")
+    ed.add_argument("--batch-size", type=int, default=2048, help="scenes per batch (default 2048)")
+    ed.add_argument("--quiet", action="store_true", help="no progress bar")
     ed.add_argument(
         "--resolution",
         default="model",
@@ -681,7 +716,7 @@ def build_parser() -> argparse.ArgumentParser:
         "controls.csv (resumable) and controls_summary.csv (leaf vs each control, sign-level "
         "intervals, McNemar's exact test).",
     )
-    ct.add_argument("run_dir")
+    ct.add_argument("run_dir", help=_RUN_DIR_HELP)
     ct.add_argument("--kinds", help="comma-separated control kinds, or all (default all)")
     ct.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default auto)")
     ct.add_argument("--n-boot", type=int, default=1000, help="cluster-bootstrap resamples")
@@ -690,14 +725,14 @@ def build_parser() -> argparse.ArgumentParser:
     ct.set_defaults(func=cmd_controls)
 
     rp = sub.add_parser("report", help="figures and a self-contained report.html of a run")
-    rp.add_argument("run_dir")
+    rp.add_argument("run_dir", help="a run directory, a search directory or a folder of searches")
     rp.set_defaults(func=cmd_report)
 
     rb = sub.add_parser(
         "robustness",
         help="survival of a run's successful scenes under seeded viewing changes",
     )
-    rb.add_argument("run_dir")
+    rb.add_argument("run_dir", help=_RUN_DIR_HELP)
     rb.add_argument("--views", type=int, default=100, help="views per scene (default 100)")
     rb.add_argument(
         "--view-spec",
@@ -714,7 +749,7 @@ def build_parser() -> argparse.ArgumentParser:
     rb.set_defaults(func=cmd_robustness)
 
     tr = sub.add_parser("transfer", help="a run's successful scenes against other models")
-    tr.add_argument("run_dir")
+    tr.add_argument("run_dir", help=_RUN_DIR_HELP)
     tr.add_argument("--models", required=True, help="comma-separated model specs")
     tr.add_argument(
         "--all-successes", action="store_true",
@@ -722,11 +757,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tr.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default auto)")
     tr.add_argument("--trust-torchscript", action="store_true",
-                    help="allow TorchScript model files (they run code from the file)")
+                    help=_TRUST_HELP)
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     tr.set_defaults(func=cmd_transfer)
 
-    i = sub.add_parser("info", help="list sign sources, architectures, species and colours")
+    cm = sub.add_parser(
+        "check-model",
+        help="load a model, print what it receives and returns, test it on signs",
+        description="Load a model spec, print its contract (input size, resize, mean, std) "
+        "and class names, classify the signs (accuracy) and compare its logits for one "
+        "batch, one image at a time and a shuffled batch. Exit status 1 when the outputs "
+        "change with the batch's composition.",
+    )
+    cm.add_argument("spec", help=_MODEL_HELP)
+    cm.add_argument("--signs", default="builtin", help=_SIGNS_HELP + " (default builtin)")
+    cm.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default auto)")
+    cm.add_argument(
+        "--sign-size", type=int, default=128,
+        help="side the signs are squared to before the model's resize, as run (default 128)",
+    )
+    cm.add_argument("--seed", type=int, default=0, help="seed of the shuffled batch (default 0)")
+    cm.add_argument("--trust-torchscript", action="store_true", help=_TRUST_HELP)
+    cm.set_defaults(func=cmd_check_model)
+
+    i = sub.add_parser(
+        "info", help="list sign sources, architectures, species, colours and the model contract"
+    )
     i.set_defaults(func=cmd_info)
     return p
 
@@ -762,7 +818,7 @@ def _add_search_parser(sub: Any) -> None:
     )
     q.add_argument("--signs", help="sign source: builtin | PATH | gtsrb:PATH | lisa:PATH")
     q.add_argument("--leaves", help="leaf library folder with manifest.csv, or builtin")
-    q.add_argument("--model", help="default | CHECKPOINT.pt | torchscript:PATH | pkg.mod:factory")
+    q.add_argument("--model", help=_MODEL_HELP)
     q.add_argument("--out", help="search directory (default results/search-<method>-<hash>)")
     q.add_argument("--leaf-ids", dest="leaf_ids", help="comma-separated leaf ids")
     q.add_argument(
@@ -788,7 +844,7 @@ def _add_search_parser(sub: Any) -> None:
     q.add_argument("--overwrite", action="store_true", help="discard a mismatching directory")
     q.add_argument(
         "--trust-torchscript", action="store_true",
-        help="allow a TorchScript model file (it runs code from the file)",
+        help=_TRUST_HELP,
     )
     q.set_defaults(func=cmd_search)
 

@@ -8,6 +8,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -81,6 +82,8 @@ class RunConfig:
             renders (and other sources that ship masks).
         shadow: with matched appearance, add a soft cast shadow under each leaf at a light
             direction drawn per sign from the seed.
+        controls: neutral-occluder control kinds to run after the attack (``run
+            --controls``; names as :func:`leafattack.api.run_controls` takes them).
     """
 
     signs: str = "builtin"
@@ -109,6 +112,7 @@ class RunConfig:
     scenes_per_sign: int = 0
     appearance: str = "auto"
     shadow: bool = False
+    controls: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.appearance not in APPEARANCES:
@@ -254,6 +258,8 @@ def config_from_mapping(values: Mapping[str, Any], base: RunConfig | None = None
             )
         if key in ("leaf_ids", "species", "colours"):
             grid_kw[key] = tuple(str(v) for v in _as_list(value, key))
+        elif key == "controls":
+            run_kw[key] = tuple(str(v) for v in _as_list(value, key))
         elif key == "sizes":
             grid_kw[key] = (
                 parse_float_list(value, "sizes")
@@ -426,13 +432,34 @@ def load_config(path: str | os.PathLike[str], *, search: bool = False) -> dict[s
     return data
 
 
+FACTORY_SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+"""A ``package.module:factory`` model spec (when no file of that name exists)."""
+
+
+def model_stem(spec: str) -> str:
+    """The model part of a default run directory name: ``default``, a file's stem
+    (``torchscript:PATH``, ``export:PATH`` and ``.pt``/``.pt2`` files), or ``module.factory`` for a
+    ``package.module:factory`` spec (``pkg.models:resnet`` -> ``pkg.models.resnet``)."""
+    if spec == "default":
+        return spec
+    if (
+        FACTORY_SPEC.match(spec)
+        and not Path(spec).exists()
+        and not spec.startswith(("torchscript:", "export:"))
+    ):
+        return spec.replace(":", ".")
+    return Path(spec.split(":")[-1]).stem or "model"
+
+
 def default_out(config: RunConfig) -> Path:
-    """``results/<model>-<hash of the identity keys>``: the same command finds the same dir."""
+    """``results/<model>-<hash of the identity keys>``: the same command finds the same dir.
+
+    ``<model>`` is :func:`model_stem` of the model spec.
+    """
     flat = config.to_flat()
     ident = {k: flat.get(k) for k in IDENTITY_KEYS}
     digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:8]
-    stem = "default" if config.model == "default" else Path(config.model.split(":")[-1]).stem
-    return Path("results") / f"{stem or 'model'}-{digest}"
+    return Path("results") / f"{model_stem(config.model)}-{digest}"
 
 
 SIGN_PREFIXES: tuple[str, ...] = ("folder", "gtsrb", "lisa")
@@ -466,7 +493,7 @@ def absolute_paths(config: RunConfig) -> RunConfig:
         config,
         signs=absolute_spec(config.signs, SIGN_PREFIXES, keep=("builtin",)),
         leaves=absolute_spec(config.leaves, (), keep=("builtin",)),
-        model=absolute_spec(config.model, ("torchscript",), keep=("default",)),
+        model=absolute_spec(config.model, ("torchscript", "export"), keep=("default",)),
     )
 
 
@@ -521,9 +548,15 @@ class SearchConfig:
         check_leaves_per_scene(self.leaves_per_scene)
         check_size_range(self.size_range)
         r = self.run
-        if r.scenes_per_sign or r.leaves_per_scene != 1 or r.edges or r.executor != "local":
+        if (
+            r.scenes_per_sign
+            or r.leaves_per_scene != 1
+            or r.edges
+            or r.executor != "local"
+            or r.controls
+        ):
             raise LeafattackError(
-                "a search takes no scenes_per_sign, edges or executor settings (expected "
+                "a search takes no scenes_per_sign, edges, controls or executor settings (expected "
                 "leaves_per_scene, method and budget instead)"
             )
 
