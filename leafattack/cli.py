@@ -79,7 +79,10 @@ def cmd_controls(args: argparse.Namespace) -> int:
 
 
 def format_run_summary(result: Any, size_unit: str = "face") -> str:
-    """A compact text summary of a run (overall, then by factor)."""
+    """A compact text summary of a run (overall, then by factor); levels longer than the
+    label column (GTSRB class names) are cut with an ellipsis, so the columns hold."""
+    from leafattack.report.text import shorten
+
     s = result.summary
     clean = result.clean
     lines = [f"run directory: {result.run_dir}"]
@@ -119,14 +122,15 @@ def format_run_summary(result: Any, size_unit: str = "face") -> str:
         if factor == "size":
             label += " (cm)" if size_unit == "cm" else " (x face width)"
         lines.append(
-            f"{label:<28}"
+            f"{shorten(label, 31):<32}"
             f"{'trials':>9} {'rate':>7}  95% CI (signs resampled)"
         )
         for row in part.itertuples(index=False):
             lo, hi = float(row.ci_low), float(row.ci_high)
             ci = "- (one sign)" if lo != lo else f"[{lo:.1%}, {hi:.1%}]"  # NaN: one sign
             lines.append(
-                f"  {str(row.level):<26}{int(row.trials):>9} {float(row.rate):>7.1%}  {ci}"
+                f"  {shorten(str(row.level), 29):<30}{int(row.trials):>9} "
+                f"{float(row.rate):>7.1%}  {ci}"
             )
     return "\n".join(lines)
 
@@ -300,9 +304,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     res = evaluate(clf, signs, variants=variants, seed=args.seed)
     what = f"{variants} fresh variants per sign" if variants else "the images as given"
     print(f"accuracy: {res.accuracy:.2%} on {res.n} images ({what})")
-    print(f"{'class':<28}{'n':>6}{'accuracy':>10}")
+    from leafattack.report.text import shorten
+
+    print(f"{'class':<32}{'n':>6}{'accuracy':>10}")
     for row in res.per_class.itertuples(index=False):
-        print(f"  {str(row[0]):<26}{int(row[1]):>6}{float(row[3]):>10.1%}")
+        print(f"  {shorten(str(row[0]), 29):<30}{int(row[1]):>6}{float(row[3]):>10.1%}")
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
