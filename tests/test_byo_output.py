@@ -31,11 +31,12 @@ def _trials(classes: list[str], seed: int = 0, n: int = 600) -> pd.DataFrame:
     wrong = rng.random(n) < 0.4
     pred = np.where(wrong, (true + rng.integers(1, 4, n)) % len(classes), true)
     pos = rng.integers(0, 9, n)
+    copy = rng.integers(0, 3, n)
     return pd.DataFrame(
         {
             "true_name": [classes[i] for i in true],
             "pred_name": [classes[i] for i in pred],
-            "sign_id": [f"{classes[i]}#{k}" for i, k in zip(true, rng.integers(0, 3, n), strict=True)],
+            "sign_id": [f"{classes[i]}#{k}" for i, k in zip(true, copy, strict=True)],
             "success": wrong,
             "true_conf": rng.random(n),
             "position": pos,
