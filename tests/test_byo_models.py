@@ -219,6 +219,7 @@ def test_info_states_the_contract(capsys: pytest.CaptureFixture[str]) -> None:
 # --- the README walk-through: torchvision factory -> torch.export file -> run ------------------
 
 
+@pytest.mark.slow
 def test_attack_your_own_model_walkthrough(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(TESTS)}
     pt2 = tmp_path / "resnet.pt2"
