@@ -221,3 +221,13 @@ def test_train_augments_with_the_given_library(tmp_path: Path) -> None:
     assert bool(pure_blue.flatten(1).any(dim=1).all())  # every image got a blue leaf
     builtin = leaf_paster(1.0, 64, torch.device("cpu"))(grey, torch.Generator().manual_seed(0))
     assert not bool(((builtin[:, 2] > 0.99) & (builtin[:, 0] < 0.01)).any())
+
+
+def test_leaves_generate_species_all(tmp_path: Path) -> None:
+    from leafattack.leaves import SPECIES
+
+    args = ["leaves", "generate", "--species", "all", "--colours", "red", "--size", "64"]
+    assert main([*args, "--out", str(tmp_path)]) == 0
+    manifest = pd.read_csv(tmp_path / "manifest.csv")
+    assert sorted(manifest["species"]) == sorted(SPECIES)
+    assert set(manifest["colour"]) == {"red"}
