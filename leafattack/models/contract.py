@@ -55,15 +55,24 @@ def describe_preprocess(pp: Preprocess) -> str:
 
 def describe_model(clf: Classifier, width: int = 92) -> str:
     """What this classifier receives and returns, and its class names (wrapped)."""
-    names = ", ".join(clf.class_names)
     s = clf.preprocess.input_size
     return "\n".join(
         [
             f"receives: float32 (N, 3, {s}, {s})",
             f"  {describe_preprocess(clf.preprocess)}",
             f"returns:  float32 (N, {clf.num_classes}) logits",
-            *textwrap.wrap(
-                f"classes ({clf.num_classes}): {names}", width, subsequent_indent="  "
-            ),
+            *_pack(f"classes ({clf.num_classes}):", clf.class_names, width),
         ]
     )
+
+
+def _pack(head: str, names: tuple[str, ...], width: int) -> list[str]:
+    """``head`` and the comma-separated names on lines of about ``width`` characters,
+    never breaking inside a name (GTSRB names hold spaces)."""
+    lines = [head]
+    for i, name in enumerate(names):
+        item = name + ("," if i < len(names) - 1 else "")
+        if len(lines[-1]) + 1 + len(item) > width and lines[-1].strip():
+            lines.append(" ")
+        lines[-1] += " " + item
+    return lines
