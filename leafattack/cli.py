@@ -46,7 +46,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         flags["size_unit"] = "face"
     config = config_from_mapping(flags, base=config)
     assert isinstance(config, RunConfig)
-    kinds = tuple(k.strip() for k in args.controls.split(",") if k.strip()) if args.controls else ()
+    kinds = config.controls
     result = run(config, controls=kinds)
     print(format_run_summary(result, config.grid.size_unit))
     if result.edges is not None:
@@ -84,7 +84,10 @@ def cmd_controls(args: argparse.Namespace) -> int:
 
 
 def format_run_summary(result: Any, size_unit: str = "face") -> str:
-    """A compact text summary of a run (overall, then by factor)."""
+    """A compact text summary of a run (overall, then by factor); levels longer than the
+    label column (GTSRB class names) are cut with an ellipsis, so the columns hold."""
+    from leafattack.report.text import shorten
+
     s = result.summary
     clean = result.clean
     lines = [f"run directory: {result.run_dir}"]
@@ -124,14 +127,15 @@ def format_run_summary(result: Any, size_unit: str = "face") -> str:
         if factor == "size":
             label += " (cm)" if size_unit == "cm" else " (x face width)"
         lines.append(
-            f"{label:<28}"
+            f"{shorten(label, 31):<32}"
             f"{'trials':>9} {'rate':>7}  95% CI (signs resampled)"
         )
         for row in part.itertuples(index=False):
             lo, hi = float(row.ci_low), float(row.ci_high)
             ci = "- (one sign)" if lo != lo else f"[{lo:.1%}, {hi:.1%}]"  # NaN: one sign
             lines.append(
-                f"  {str(row.level):<26}{int(row.trials):>9} {float(row.rate):>7.1%}  {ci}"
+                f"  {shorten(str(row.level), 29):<30}{int(row.trials):>9} "
+                f"{float(row.rate):>7.1%}  {ci}"
             )
     return "\n".join(lines)
 
@@ -247,14 +251,27 @@ def cmd_leaves_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_leaves_split(args: argparse.Namespace) -> int:
+    from leafattack.leaves.split import split_library
+
+    res = split_library(
+        args.folder, args.train_out, args.attack_out, test_frac=args.test_frac,
+        seed=args.seed, by=args.by,
+    )
+    print(f"training leaves: {len(res.train_ids)} in {res.train_dir}")
+    print(f"attack leaves:   {len(res.attack_ids)} in {res.attack_dir}")
+    return 0
+
+
 def cmd_segment(args: argparse.Namespace) -> int:
     from leafattack.leaves.segment import segment_files
 
     paths = [Path(p) for p in args.photos]
     written = segment_files(paths, Path(args.out), species=args.species)
     print(
-        f"segmented {len(written)} leaves into {args.out} (contact sheet: "
-        f"{Path(args.out) / 'contact_sheet.png'})"
+        f"segmented {len(written)} leaves into {args.out} (the whole library: "
+        f"{Path(args.out) / 'contact_sheet.png'}; this call's masks: "
+        f"{Path(args.out) / 'segmentation_sheet.png'})"
     )
     return 0
 
@@ -273,6 +290,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         lr=args.lr,
         variants=args.variants,
         leaf_augment=args.leaf_augment,
+        augment_leaves=args.augment_leaves,
         input_size=args.input_size,
         quiet=args.quiet,
     )
@@ -312,9 +330,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     print(f"accuracy: {res.accuracy:.2%} on {res.n} images ({what})")
-    print(f"{'class':<28}{'n':>6}{'accuracy':>10}")
+    from leafattack.report.text import shorten
+
+    print(f"{'class':<32}{'n':>6}{'accuracy':>10}")
     for row in res.per_class.itertuples(index=False):
-        print(f"  {str(row[0]):<26}{int(row[1]):>6}{float(row[3]):>10.1%}")
+        print(f"  {shorten(str(row[0]), 29):<30}{int(row[1]):>6}{float(row[3]):>10.1%}")
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
@@ -432,6 +452,21 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check_model(args: argparse.Namespace) -> int:
+    from leafattack.data.sources import load_signs
+    from leafattack.engine.check import check_model, format_model_check
+    from leafattack.models.classifier import resolve_device
+    from leafattack.models.loading import load_model
+
+    clf = load_model(
+        args.spec, resolve_device(args.device), trust_torchscript=args.trust_torchscript
+    )
+    signs = load_signs(args.signs)
+    res = check_model(clf, signs, sign_size=args.sign_size, seed=args.seed)
+    print(format_model_check(args.spec, clf, signs, res, args.sign_size))
+    return 0 if res.batch_independent else 1
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from leafattack.criteria import CRITERIA
     from leafattack.models.architectures import ARCHITECTURES
@@ -439,15 +474,29 @@ def cmd_info(args: argparse.Namespace) -> int:
     print("sign sources: builtin, PATH (folder or manifest.csv), gtsrb:PATH, lisa:PATH")
     print("architectures:", ", ".join(ARCHITECTURES), "+ torchvision models by name")
     print("criteria:", ", ".join(CRITERIA))
+    from leafattack.models.contract import contract_text
+
+    print("models: default, CHECKPOINT.pt, torchscript:PATH, export:PROGRAM.pt2, pkg.mod:factory")
+    print(contract_text())
     try:
         from leafattack.leaves.colours import FALL_COLOURS
         from leafattack.leaves.species import SPECIES
 
         print("leaf species:", ", ".join(SPECIES))
-        print("colours: natural,", ", ".join(FALL_COLOURS))
+        print("colours (recolouring targets): natural,", ", ".join(FALL_COLOURS))
+        print("leaf folders: manifest colours are free labels; species from the manifest")
     except ImportError:  # pragma: no cover - only while the package is incomplete
         pass
     return 0
+
+
+_SIGNS_HELP = "sign source: builtin | PATH | gtsrb:PATH | lisa:PATH"
+_MODEL_HELP = (
+    "model spec: default | CHECKPOINT.pt | torchscript:PATH | export:PROGRAM.pt2 | "
+    "pkg.mod:factory (see leafattack info for what a model receives)"
+)
+_TRUST_HELP = "allow a TorchScript or torch.export model file (it runs code from the file)"
+_RUN_DIR_HELP = "the directory of a finished (or interrupted) run"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -469,10 +518,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--config", help="TOML config file (same names as the flags)")
     r.add_argument("--signs", help="sign source: builtin | PATH | gtsrb:PATH | lisa:PATH")
     r.add_argument("--leaves", help="leaf library folder with manifest.csv, or builtin")
-    r.add_argument("--model", help="default | CHECKPOINT.pt | torchscript:PATH | pkg.mod:factory")
+    r.add_argument("--model", help=_MODEL_HELP)
     r.add_argument("--out", help="run directory (default results/<model>-<config hash>)")
     r.add_argument("--leaf-ids", dest="leaf_ids", help="comma-separated leaf ids")
-    r.add_argument("--species", help="comma-separated species (default maple,oak,poplar)")
+    r.add_argument(
+        "--species",
+        help="comma-separated species, or all (default maple,oak,poplar on the built-in "
+        "leaves, all with --leaves DIR)",
+    )
     r.add_argument(
         "--colours",
         "--colors",
@@ -522,7 +575,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--trust-torchscript",
         action="store_true",
-        help="allow a TorchScript model file (it runs code from the file)",
+        help=_TRUST_HELP,
     )
     r.add_argument("--edges", action="store_true", help="also run the edge analysis")
     r.add_argument("--report", action="store_true", help="also write report.html")
@@ -581,7 +634,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("signs", help="built-in signs")
     ssub = s.add_subparsers(dest="signs_command", required=True, metavar="ACTION")
     sr = ssub.add_parser("render", help="re-render the 16 built-in signs deterministically")
-    sr.add_argument("--size", type=int, default=128)
+    sr.add_argument("--size", type=int, default=128, help="side in pixels (default 128)")
     sr.add_argument("--out", help="folder (default: the package's signs/)")
     sr.add_argument(
         "--variant-seed", type=int,
@@ -597,27 +650,64 @@ def build_parser() -> argparse.ArgumentParser:
     lsub = lv.add_subparsers(dest="leaves_command", required=True, metavar="ACTION")
     lg = lsub.add_parser("generate", help="generate the procedural leaf library")
     lg.add_argument("--out", help="folder (default: the package's leaves/)")
-    lg.add_argument("--seed", type=int, default=0)
-    lg.add_argument("--size", type=int, default=256)
-    lg.add_argument("--species", help="comma-separated species")
+    lg.add_argument("--seed", type=int, default=0, help="library seed (default 0)")
+    lg.add_argument("--size", type=int, default=256, help="render canvas side (default 256)")
+    lg.add_argument("--species", help="comma-separated species, or all (default: the library's 5)")
     lg.add_argument("--colours", "--colors", dest="colours", help="comma-separated colours")
     lg.set_defaults(func=cmd_leaves_generate)
+    ls = lsub.add_parser(
+        "split",
+        help="split a leaf library into disjoint training and attack libraries (seeded)",
+        description="Write two new leaf folders that share no leaf: one for train "
+        "--augment-leaves, one for run --leaves, so that a defence is attacked with leaves "
+        "its training never saw.",
+    )
+    ls.add_argument("folder", help="leaf library folder with manifest.csv, or builtin")
+    ls.add_argument(
+        "--test-frac", type=float, default=0.3,
+        help="share of the leaves (per species) for the attack library (default 0.3)",
+    )
+    ls.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
+    ls.add_argument(
+        "--by", choices=["leaf", "species"], default="leaf",
+        help="keep single leaves or whole species together (default leaf; species when "
+        "a species' leaves share a silhouette, as the generated colours do)",
+    )
+    ls.add_argument("--train-out", help="training library folder (default FOLDER-train)")
+    ls.add_argument("--attack-out", help="attack library folder (default FOLDER-attack)")
+    ls.set_defaults(func=cmd_leaves_split)
 
-    sg = sub.add_parser("segment", help="cut leaves out of photos into an RGBA leaf library")
+    sg = sub.add_parser(
+        "segment",
+        help="cut leaves out of photos into an RGBA leaf library",
+        description="Cut one leaf out of each photo (a single leaf on a plain, light "
+        "background) and append it to the leaf library OUT (manifest.csv, colour natural). "
+        "Species: --species NAME, or else the name of the folder holding each photo "
+        "(photos/maple/IMG_1.jpg is a maple). After every call OUT/contact_sheet.png shows "
+        "the whole library and OUT/segmentation_sheet.png this call's photos and masks.",
+    )
     sg.add_argument("photos", nargs="+", help="photos of single leaves on a plain background")
     sg.add_argument("--out", required=True, help="leaf library folder to append to")
-    sg.add_argument("--species", help="species name for the manifest")
+    sg.add_argument(
+        "--species", help="species name for the manifest (default: each photo's folder name)"
+    )
     sg.set_defaults(func=cmd_segment)
 
     t = sub.add_parser("train", help="train a classifier with sign variations")
-    t.add_argument("--signs", default="builtin")
-    t.add_argument("--arch", default="lisacnn")
-    t.add_argument("--epochs", type=int, default=30)
+    t.add_argument("--signs", default="builtin", help=_SIGNS_HELP + " (default builtin)")
+    t.add_argument(
+        "--arch", default="lisacnn",
+        help="architecture: lisacnn, gtsrbcnn or a torchvision model name (default lisacnn)",
+    )
+    t.add_argument("--epochs", type=int, default=30, help="passes (default 30)")
     t.add_argument("--out", required=True, help="checkpoint path (.pt)")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", default="cpu")
-    t.add_argument("--batch-size", type=int, default=128)
-    t.add_argument("--lr", type=float, default=2e-3)
+    t.add_argument(
+        "--seed", type=int, default=0,
+        help="seed of variants, split, initialisation and shuffling (default 0)",
+    )
+    t.add_argument("--device", default="cpu", help="auto | cpu | cuda[:N] (default cpu)")
+    t.add_argument("--batch-size", type=int, default=128, help="images per step (default 128)")
+    t.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default 0.002)")
     t.add_argument("--variants", type=int, default=0, help="variants per image and epoch")
     t.add_argument(
         "--leaf-augment",
@@ -625,22 +715,27 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="probability of pasting a random leaf on a training image (defence)",
     )
+    t.add_argument(
+        "--augment-leaves", default="builtin",
+        help="leaf library the --leaf-augment leaves come from (default builtin; see "
+        "leaves split)",
+    )
     t.add_argument("--input-size", type=int, help="model input side (default per arch)")
-    t.add_argument("--quiet", action="store_true")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="accuracy and confusion matrix of a model")
-    e.add_argument("--model", default="default")
-    e.add_argument("--signs", default="builtin")
+    e.add_argument("--model", default="default", help=_MODEL_HELP + " (default default)")
+    e.add_argument("--signs", default="builtin", help=_SIGNS_HELP + " (default builtin)")
     e.add_argument("--out", help="folder for confusion.csv and per_class.csv")
     e.add_argument(
         "--variants",
         type=int,
         help="fresh variants per sign (default 200 for builtin, 0 otherwise)",
     )
-    e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--device", default="auto")
-    e.add_argument("--trust-torchscript", action="store_true")
+    e.add_argument("--seed", type=int, default=0, help="seed of the variants (default 0)")
+    e.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default auto)")
+    e.add_argument("--trust-torchscript", action="store_true", help=_TRUST_HELP)
     e.add_argument(
         "--split", default="all", choices=["heldout", "train", "all"],
         help="score only the signs outside (heldout) or inside (train) the model's recorded "
@@ -649,10 +744,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_evaluate)
 
     ed = sub.add_parser("edges", help="Canny edge analysis of a run, with statistics")
-    ed.add_argument("run_dir")
-    ed.add_argument("--device", default="auto")
-    ed.add_argument("--batch-size", type=int, default=2048)
-    ed.add_argument("--quiet", action="store_true")
+    ed.add_argument("run_dir", help=_RUN_DIR_HELP)
+    ed.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default auto)")
+    ed.add_argument("--batch-size", type=int, default=2048, help="scenes per batch (default 2048)")
+    ed.add_argument("--quiet", action="store_true", help="no progress bar")
     ed.add_argument(
         "--resolution",
         default="model",
@@ -685,7 +780,7 @@ def build_parser() -> argparse.ArgumentParser:
         "controls.csv (resumable) and controls_summary.csv (leaf vs each control, sign-level "
         "intervals, McNemar's exact test).",
     )
-    ct.add_argument("run_dir")
+    ct.add_argument("run_dir", help=_RUN_DIR_HELP)
     ct.add_argument("--kinds", help="comma-separated control kinds, or all (default all)")
     ct.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default auto)")
     ct.add_argument("--n-boot", type=int, default=1000, help="cluster-bootstrap resamples")
@@ -694,14 +789,14 @@ def build_parser() -> argparse.ArgumentParser:
     ct.set_defaults(func=cmd_controls)
 
     rp = sub.add_parser("report", help="figures and a self-contained report.html of a run")
-    rp.add_argument("run_dir")
+    rp.add_argument("run_dir", help="a run directory, a search directory or a folder of searches")
     rp.set_defaults(func=cmd_report)
 
     rb = sub.add_parser(
         "robustness",
         help="survival of a run's successful scenes under seeded viewing changes",
     )
-    rb.add_argument("run_dir")
+    rb.add_argument("run_dir", help=_RUN_DIR_HELP)
     rb.add_argument("--views", type=int, default=100, help="views per scene (default 100)")
     rb.add_argument(
         "--view-spec",
@@ -718,7 +813,7 @@ def build_parser() -> argparse.ArgumentParser:
     rb.set_defaults(func=cmd_robustness)
 
     tr = sub.add_parser("transfer", help="a run's successful scenes against other models")
-    tr.add_argument("run_dir")
+    tr.add_argument("run_dir", help=_RUN_DIR_HELP)
     tr.add_argument("--models", required=True, help="comma-separated model specs")
     tr.add_argument(
         "--all-successes", action="store_true",
@@ -726,11 +821,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tr.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default auto)")
     tr.add_argument("--trust-torchscript", action="store_true",
-                    help="allow TorchScript model files (they run code from the file)")
+                    help=_TRUST_HELP)
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     tr.set_defaults(func=cmd_transfer)
 
-    i = sub.add_parser("info", help="list sign sources, architectures, species and colours")
+    cm = sub.add_parser(
+        "check-model",
+        help="load a model, print what it receives and returns, test it on signs",
+        description="Load a model spec, print its contract (input size, resize, mean, std) "
+        "and class names, classify the signs (accuracy) and compare its logits for one "
+        "batch, one image at a time and a shuffled batch. Exit status 1 when the outputs "
+        "change with the batch's composition.",
+    )
+    cm.add_argument("spec", help=_MODEL_HELP)
+    cm.add_argument("--signs", default="builtin", help=_SIGNS_HELP + " (default builtin)")
+    cm.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default auto)")
+    cm.add_argument(
+        "--sign-size", type=int, default=128,
+        help="side the signs are squared to before the model's resize, as run (default 128)",
+    )
+    cm.add_argument("--seed", type=int, default=0, help="seed of the shuffled batch (default 0)")
+    cm.add_argument("--trust-torchscript", action="store_true", help=_TRUST_HELP)
+    cm.set_defaults(func=cmd_check_model)
+
+    i = sub.add_parser(
+        "info", help="list sign sources, architectures, species, colours and the model contract"
+    )
     i.set_defaults(func=cmd_info)
     return p
 
@@ -766,10 +882,14 @@ def _add_search_parser(sub: Any) -> None:
     )
     q.add_argument("--signs", help="sign source: builtin | PATH | gtsrb:PATH | lisa:PATH")
     q.add_argument("--leaves", help="leaf library folder with manifest.csv, or builtin")
-    q.add_argument("--model", help="default | CHECKPOINT.pt | torchscript:PATH | pkg.mod:factory")
+    q.add_argument("--model", help=_MODEL_HELP)
     q.add_argument("--out", help="search directory (default results/search-<method>-<hash>)")
     q.add_argument("--leaf-ids", dest="leaf_ids", help="comma-separated leaf ids")
-    q.add_argument("--species", help="comma-separated species (default maple,oak,poplar)")
+    q.add_argument(
+        "--species",
+        help="comma-separated species, or all (default maple,oak,poplar on the built-in "
+        "leaves, all with --leaves DIR)",
+    )
     q.add_argument(
         "--colours", "--colors", dest="colours",
         help="comma-separated fall colours, or natural (default natural)",
@@ -789,7 +909,7 @@ def _add_search_parser(sub: Any) -> None:
     q.add_argument("--overwrite", action="store_true", help="discard a mismatching directory")
     q.add_argument(
         "--trust-torchscript", action="store_true",
-        help="allow a TorchScript model file (it runs code from the file)",
+        help=_TRUST_HELP,
     )
     q.set_defaults(func=cmd_search)
 

@@ -8,6 +8,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,12 +17,14 @@ from typing import Any
 
 from leafattack.errors import LeafattackError
 from leafattack.grid import (
+    DEFAULT_SPECIES,
     GridSpec,
     parse_angles,
     parse_float_list,
     parse_names,
     parse_positions,
 )
+from leafattack.leaves.library import ALL_SPECIES
 
 APPEARANCES: tuple[str, ...] = ("auto", "matched", "raw")
 """Values of ``RunConfig.appearance``."""
@@ -86,6 +89,8 @@ class RunConfig:
         split: ``all`` attacks every sign; ``heldout`` / ``train`` only the signs outside /
             inside the training split the model's checkpoint records
             (:mod:`leafattack.data.splits`).
+        controls: neutral-occluder control kinds to run after the attack (``run
+            --controls``; names as :func:`leafattack.api.run_controls` takes them).
     """
 
     signs: str = "builtin"
@@ -115,6 +120,7 @@ class RunConfig:
     appearance: str = "auto"
     shadow: bool = False
     split: str = "all"
+    controls: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.split not in SPLIT_CHOICES:
@@ -246,9 +252,15 @@ def _as_list(value: Any, key: str) -> list[Any]:
 def config_from_mapping(values: Mapping[str, Any], base: RunConfig | None = None) -> RunConfig:
     """Build a RunConfig from TOML/CLI values (same names), on top of ``base``.
 
-    Unknown keys and values of the wrong type give a one-line LeafattackError.
+    Unknown keys and values of the wrong type give a one-line LeafattackError. Where two
+    spellings name one concept (:data:`CONFIG_ALIASES`, e.g. ``colors``), both are read.
+
+    Species: when ``values`` names a leaf folder (``leaves`` other than ``builtin``) but
+    no ``species``, and ``base`` still has the default species filter (maple, oak,
+    poplar: the built-in library's), every species of the folder is used (``all``).
     """
     base = base or RunConfig()
+    values = canonical_keys(values)
     grid_kw: dict[str, Any] = {}
     run_kw: dict[str, Any] = {}
     for key, value in values.items():
@@ -260,6 +272,8 @@ def config_from_mapping(values: Mapping[str, Any], base: RunConfig | None = None
             )
         if key in ("leaf_ids", "species", "colours"):
             grid_kw[key] = tuple(str(v) for v in _as_list(value, key))
+        elif key == "controls":
+            run_kw[key] = tuple(str(v) for v in _as_list(value, key))
         elif key == "sizes":
             grid_kw[key] = (
                 parse_float_list(value, "sizes")
@@ -319,8 +333,46 @@ def config_from_mapping(values: Mapping[str, Any], base: RunConfig | None = None
             run_kw[key] = _number(value, key)
         else:
             run_kw[key] = _boolean(value, key)
+    if (
+        run_kw.get("leaves", "builtin") != "builtin"
+        and "species" not in grid_kw
+        and base.grid.species == DEFAULT_SPECIES
+    ):
+        grid_kw["species"] = (ALL_SPECIES,)
     grid = dataclasses.replace(base.grid, **grid_kw)
     return dataclasses.replace(base, grid=grid, **run_kw)
+
+
+CONFIG_ALIASES: dict[str, str] = {"colors": "colours", "sizes_cm": "sizes"}
+"""Second spellings the command line accepts (``--colors``), read by configs too.
+
+``sizes_cm = [8, 12]`` is ``sizes = [8, 12]`` with ``size_unit = "cm"`` (``--sizes-cm``).
+"""
+
+
+def canonical_keys(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` with :data:`CONFIG_ALIASES` replaced by their canonical names.
+
+    Raises:
+        LeafattackError: both spellings of one key are given, or ``sizes_cm`` with a
+            ``size_unit`` other than cm.
+    """
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        name = CONFIG_ALIASES.get(key, key)
+        if name in out:
+            raise LeafattackError(
+                f"config keys {key!r} and {name!r}: the same setting twice (expected one)"
+            )
+        out[name] = value
+        if key == "sizes_cm":
+            if values.get("size_unit", "cm") != "cm":
+                raise LeafattackError(
+                    "config keys 'sizes_cm' and size_unit = "
+                    f"{values['size_unit']!r}: expected size_unit cm or no size_unit"
+                )
+            out["size_unit"] = "cm"
+    return out
 
 
 def _number(v: Any, key: str) -> float:
@@ -395,13 +447,34 @@ def load_config(path: str | os.PathLike[str], *, search: bool = False) -> dict[s
     return data
 
 
+FACTORY_SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+"""A ``package.module:factory`` model spec (when no file of that name exists)."""
+
+
+def model_stem(spec: str) -> str:
+    """The model part of a default run directory name: ``default``, a file's stem
+    (``torchscript:PATH``, ``export:PATH`` and ``.pt``/``.pt2`` files), or ``module.factory`` for a
+    ``package.module:factory`` spec (``pkg.models:resnet`` -> ``pkg.models.resnet``)."""
+    if spec == "default":
+        return spec
+    if (
+        FACTORY_SPEC.match(spec)
+        and not Path(spec).exists()
+        and not spec.startswith(("torchscript:", "export:"))
+    ):
+        return spec.replace(":", ".")
+    return Path(spec.split(":")[-1]).stem or "model"
+
+
 def default_out(config: RunConfig) -> Path:
-    """``results/<model>-<hash of the identity keys>``: the same command finds the same dir."""
+    """``results/<model>-<hash of the identity keys>``: the same command finds the same dir.
+
+    ``<model>`` is :func:`model_stem` of the model spec.
+    """
     flat = config.to_flat()
     ident = {k: flat.get(k) for k in IDENTITY_KEYS if k != "split" or k in flat}
     digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:8]
-    stem = "default" if config.model == "default" else Path(config.model.split(":")[-1]).stem
-    return Path("results") / f"{stem or 'model'}-{digest}"
+    return Path("results") / f"{model_stem(config.model)}-{digest}"
 
 
 SIGN_PREFIXES: tuple[str, ...] = ("folder", "gtsrb", "lisa")
@@ -435,7 +508,7 @@ def absolute_paths(config: RunConfig) -> RunConfig:
         config,
         signs=absolute_spec(config.signs, SIGN_PREFIXES, keep=("builtin",)),
         leaves=absolute_spec(config.leaves, (), keep=("builtin",)),
-        model=absolute_spec(config.model, ("torchscript",), keep=("default",)),
+        model=absolute_spec(config.model, ("torchscript", "export"), keep=("default",)),
     )
 
 
@@ -490,9 +563,15 @@ class SearchConfig:
         check_leaves_per_scene(self.leaves_per_scene)
         check_size_range(self.size_range)
         r = self.run
-        if r.scenes_per_sign or r.leaves_per_scene != 1 or r.edges or r.executor != "local":
+        if (
+            r.scenes_per_sign
+            or r.leaves_per_scene != 1
+            or r.edges
+            or r.executor != "local"
+            or r.controls
+        ):
             raise LeafattackError(
-                "a search takes no scenes_per_sign, edges or executor settings (expected "
+                "a search takes no scenes_per_sign, edges, controls or executor settings (expected "
                 "leaves_per_scene, method and budget instead)"
             )
 

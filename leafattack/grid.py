@@ -21,6 +21,7 @@ import numpy as np
 
 from leafattack.errors import LeafattackError
 from leafattack.leaves.colours import NATURAL
+from leafattack.leaves.library import ALL_SPECIES
 
 DEFAULT_SPECIES: tuple[str, ...] = ("maple", "oak", "poplar")
 DEFAULT_SIZES: tuple[float, ...] = (0.2, 0.3, 0.4, 0.5)
@@ -92,7 +93,10 @@ class GridSpec:
 
     Attributes:
         leaf_ids: leaf ids to use (empty = every leaf of the chosen species).
-        species: species to use (empty = every species in the leaf library).
+        species: species to use; empty or ``("all",)`` = every species in the leaf
+            library. The default, maple, oak and poplar, is the built-in library's; a
+            config that names a leaf folder and no species gets ``("all",)`` (see
+            :func:`leafattack.config.config_from_mapping`).
         colours: fall colours to recolour every leaf into; ``natural`` keeps the leaf as shipped.
         sizes: leaf's longest side as a fraction of the sign face width, each in (0, 2]
             (``size_unit="face"``), or in centimetres, each in (0, 500] (``size_unit="cm"``,
@@ -132,6 +136,10 @@ class GridSpec:
         for a in self.angles:
             if not math.isfinite(a):
                 raise LeafattackError(f"angle {a}: expected a finite number of degrees")
+        if ALL_SPECIES in self.species and len(self.species) > 1:
+            raise LeafattackError(
+                f"species {list(self.species)}: expected 'all' alone or a list of species"
+            )
         n, m = self.positions
         if not (1 <= n <= 1000 and 1 <= m <= 1000):
             raise LeafattackError(f"positions {n}x{m}: expected NxM with 1 <= N, M <= 1000")

@@ -129,12 +129,13 @@ def test_leaf_validates_its_fields() -> None:
         (good[..., :3].copy(), "a", "maple", "red", r"shape \(4, 5, 3\)"),
         (np.zeros((4, 5, 4), np.uint8), "a", "maple", "red", "empty alpha"),
         (good, "", "maple", "red", "leaf_id"),
-        (good, "a", "maple", "purple", "'purple'"),
+        (good, "a", "maple", "pur\nple", "one-line label"),
     ]
     for rgba, leaf_id, species, colour, message in cases:
         with pytest.raises(ValueError, match=message):
             Leaf(rgba, leaf_id, species, colour)
     assert Leaf(good, "b", "oak", NATURAL, "photo.jpg").colour == NATURAL
+    assert Leaf(good, "c", "oak", "grey-of-green").colour == "grey-of-green"  # a free label
 
 
 # ---------------------------------------------------------------------------
@@ -456,7 +457,9 @@ def test_load_leaves_folder_and_manifest_errors(tmp_path: Path) -> None:
     _raises(empty, str(empty / "manifest.csv"), "not found")
     _raises(_folder(tmp_path, [], ["file", "species"]), "manifest.csv", "colour, source")
     _raises(_folder(tmp_path, []), "manifest.csv", "no rows")
-    _raises(_folder(tmp_path, [["a.png", "oak", "blue", "g"]]), "manifest.csv", "line 2", "'blue'")
+    _raises(
+        _folder(tmp_path, [["a.png", "oak", "blue\nish", "g"]]), "line 2", "one-line label"
+    )
     _raises(_folder(tmp_path, [["a.png", "", "red", "g"]]), "line 2", "'species'")
     (tmp_path / "bin").mkdir()
     (tmp_path / "bin" / "manifest.csv").write_bytes(b"\xff\xfe\x00bad")

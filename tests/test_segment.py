@@ -305,7 +305,7 @@ def test_segment_files_writes_a_leaf_folder(tmp_path: Path) -> None:
         ["maple_green.png", "acer", NATURAL, str(paths[1])],
         ["birch_yellow.png", "betula", NATURAL, str(paths[2])],
     ]
-    sheet = read_rgb(out / "contact_sheet.png")
+    sheet = read_rgb(out / "segmentation_sheet.png")
     assert sheet.shape[1] == 2 * 3 * 150 and sheet.shape[0] == 2 * (150 + 16)
     leaves = load_leaves(out)
     assert [lf.leaf_id for lf in leaves] == ["maple_red", "maple_green", "birch_yellow"]
@@ -322,6 +322,30 @@ def test_segment_files_writes_a_leaf_folder(tmp_path: Path) -> None:
     assert (out / "manifest.csv").read_bytes() == before
     segment_files(paths[2:], out, species="birch", contact_sheet=False)
     assert list(csv.reader((out / "manifest.csv").open()))[3][1] == "birch"
+
+
+def test_segment_contact_sheet_shows_the_whole_library(tmp_path: Path) -> None:
+    paths = _photos(tmp_path)
+    out = tmp_path / "out"
+    heights = []
+    for batch in (paths[:1], paths[1:2], paths[2:]):  # one photo per call
+        segment_files(batch, out)
+        sheet = read_rgb(out / "contact_sheet.png")
+        n = len(load_leaves(out))
+        cols = math.ceil(math.sqrt(n))
+        # library sheet: ceil(sqrt(n)) columns of 140 px cells with 18 px captions
+        assert sheet.shape[:2] == (math.ceil(n / cols) * (140 + 18), cols * 140)
+        heights.append(n)
+        # every leaf shows: each cell holds leaf pixels (darker than the background)
+        for i in range(n):
+            r, c = divmod(i, cols)
+            cell = sheet[r * 158 : r * 158 + 140, c * 140 : (c + 1) * 140].astype(int)
+            assert (np.abs(cell - np.array([236, 236, 230])).sum(axis=2) > 60).mean() > 0.05
+        # this call's segmentation sheet shows only this call's photo
+        assert read_rgb(out / "segmentation_sheet.png").shape[1] == 3 * 150
+    assert heights == [1, 2, 3]
+    with pytest.raises(LeafattackError, match="'all'"):
+        segment_files(paths[:1], out, species="all")
 
 
 def test_segment_files_errors_name_the_file(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from leafattack.leaves.leaf import (
     fit_into,
 )
 from leafattack.leaves.library import (
+    ALL_SPECIES,
     MANIFEST_COLUMNS,
     MANIFEST_NAME,
     append_to_manifest,
@@ -41,6 +42,7 @@ from leafattack.leaves.species import (
 )
 
 __all__ = [
+    "ALL_SPECIES",
     "FALL_COLOURS",
     "LIBRARY_COLOURS",
     "LIBRARY_SPECIES",

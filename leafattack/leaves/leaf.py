@@ -8,8 +8,6 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from leafattack.leaves.colours import FALL_COLOURS, NATURAL
-
 
 @dataclass(frozen=True, slots=True)
 class Leaf:
@@ -23,7 +21,9 @@ class Leaf:
             is ``"<base id>@<colour>"``.
         species: e.g. ``"maple"`` (a :data:`SPECIES` key for generated leaves, any
             name for photographed ones).
-        colour: a :data:`FALL_COLOURS` name, or ``"natural"`` for segmented photos.
+        colour: a free label of the leaf as shipped: a :data:`FALL_COLOURS` name for
+            generated leaves, ``"natural"`` for segmented photos, or any other name
+            (``"grey-of-green"``); recolouring targets remain the fall colours.
         source: ``"generated"`` or the path of the photo the leaf was cut from.
     """
 
@@ -51,11 +51,8 @@ class Leaf:
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip():
                 raise ValueError(f"Leaf.{name} = {value!r}, expected a non-empty string")
-        if self.colour not in FALL_COLOURS and self.colour != NATURAL:
-            raise ValueError(
-                f"Leaf.colour = {self.colour!r}, expected one of "
-                f"{', '.join([*FALL_COLOURS, NATURAL])}"
-            )
+        if "\n" in self.colour or "\r" in self.colour:
+            raise ValueError(f"Leaf.colour = {self.colour!r}, expected a one-line label")
         view = arr.view()
         view.flags.writeable = False
         object.__setattr__(self, "rgba", view)

@@ -15,10 +15,15 @@ import numpy as np
 
 from leafattack.errors import LeafattackError
 from leafattack.imageio import read_rgba, write_png
-from leafattack.leaves.colours import FALL_COLOURS, LIBRARY_COLOURS, NATURAL, RGB
+from leafattack.leaves.colours import LIBRARY_COLOURS, RGB
 from leafattack.leaves.leaf import Leaf, composite, fit_into
 from leafattack.leaves.recolouring import check_colour
-from leafattack.leaves.species import LIBRARY_SPECIES, check_species, generate_leaf
+from leafattack.leaves.species import (
+    LIBRARY_SPECIES,
+    SPECIES,
+    check_species,
+    generate_leaf,
+)
 from leafattack.paths import resolve_inside
 
 MANIFEST_NAME = "manifest.csv"
@@ -26,6 +31,9 @@ MANIFEST_NAME = "manifest.csv"
 
 MANIFEST_COLUMNS: tuple[str, ...] = ("file", "species", "colour", "source")
 """Columns of a leaf folder's ``manifest.csv``, in order."""
+
+ALL_SPECIES = "all"
+"""The species filter that keeps every species of a library (``--species all``)."""
 
 
 logger = logging.getLogger(__name__)
@@ -94,12 +102,14 @@ def append_to_manifest(folder: str | Path, entries: Sequence[tuple[str, str, str
 def load_leaves(folder: str | Path) -> tuple[Leaf, ...]:
     """Read a leaf folder: ``manifest.csv`` (file,species,colour,source) + RGBA PNGs.
 
-    Leaves come back in manifest order; ``leaf_id`` is the file's stem.
+    Leaves come back in manifest order; ``leaf_id`` is the file's stem. The ``colour``
+    column is a free label (``natural``, ``red``, ``grey-of-green``, ...): it names the
+    leaf as shipped; the colours a run recolours into are the :data:`FALL_COLOURS`.
 
     Raises:
         LeafattackError: with a one-line message naming the folder, the manifest (and
             line) or the image: folder or manifest missing, missing columns, no rows,
-            empty fields, an unknown colour, duplicate ids, a path escaping the folder
+            empty fields, duplicate ids, a path escaping the folder
             (absolute, ``..`` climbing above it, or a symlink to outside; see
             :func:`leafattack.paths.resolve_inside`, which reads ``sub/../x.png`` as
             ``x.png``), an unreadable image, an image without alpha or with an empty
@@ -129,10 +139,9 @@ def load_leaves(folder: str | Path) -> tuple[Leaf, ...]:
         for name, value in (("file", rel), ("species", species), ("colour", colour)):
             if not value:
                 raise LeafattackError(f"{manifest}, line {line}: empty {name!r} (expected a value)")
-        if colour not in FALL_COLOURS and colour != NATURAL:
+        if "\n" in colour or "\r" in colour:
             raise LeafattackError(
-                f"{manifest}, line {line}: unknown colour {colour!r} "
-                f"(expected one of {', '.join([*FALL_COLOURS, NATURAL])})"
+                f"{manifest}, line {line}: colour {colour!r} (expected a one-line label)"
             )
         path = resolve_inside(folder, rel, f"{manifest}, line {line}")
         leaf_id = path.stem
@@ -159,6 +168,8 @@ def select_leaves(
 ) -> tuple[Leaf, ...]:
     """Keep the leaves matching all given filters (``None`` = no filter), in input order.
 
+    ``species=["all"]`` (:data:`ALL_SPECIES`) keeps every species.
+
     Raises:
         LeafattackError: a requested id, species or colour is not in ``leaves`` (the
             message lists the available ones), or no leaf matches all filters.
@@ -168,6 +179,10 @@ def select_leaves(
         ("species", species, lambda lf: lf.species),
         ("colour", colours, lambda lf: lf.colour),
     ]
+    if species == ALL_SPECIES or (
+        not isinstance(species, str) and list(species or ()) == [ALL_SPECIES]
+    ):
+        filters[1] = ("species", None, filters[1][2])
     out = tuple(leaves)
     for what, wanted, key in filters:
         if wanted is None:
@@ -207,7 +222,8 @@ def write_leaf_library(
     Args:
         out_dir: created when missing; other rows of an existing manifest are kept.
         seed: the library seed.
-        species: defaults to :data:`LIBRARY_SPECIES`.
+        species: defaults to :data:`LIBRARY_SPECIES`; ``["all"]`` is every
+            :data:`~leafattack.leaves.species.SPECIES`.
         colours: fall colours to paint each species in.
         size: render canvas side in pixels.
 
@@ -215,6 +231,8 @@ def write_leaf_library(
         The path of ``manifest.csv``.
     """
     names = list(LIBRARY_SPECIES if species is None else species)
+    if names == [ALL_SPECIES]:
+        names = list(SPECIES)
     for sp in names:
         check_species(sp)
     for c in colours:
@@ -239,14 +257,23 @@ def contact_sheet(
     columns: int = 5,
     cell: int = 180,
     background: RGB = (236, 236, 230),
+    labels: Sequence[str] | None = None,
 ) -> np.ndarray:
     """A labelled grid of leaves for looking at them.
+
+    Args:
+        labels: one caption per leaf (default: the leaf ids).
 
     Returns:
         uint8 (rows * (cell + 18), columns * cell, 3) RGB image.
     """
     if not leaves:
         raise ValueError("contact_sheet: no leaves, expected at least one")
+    if labels is not None and len(labels) != len(leaves):
+        raise ValueError(
+            f"contact_sheet: {len(labels)} labels for {len(leaves)} leaves, expected one each"
+        )
+    captions = [lf.leaf_id for lf in leaves] if labels is None else list(labels)
     label_h = 18
     rows = math.ceil(len(leaves) / columns)
     sheet = np.empty((rows * (cell + label_h), columns * cell, 3), np.uint8)
@@ -260,7 +287,7 @@ def contact_sheet(
         sheet[y0 : y0 + th, x0 : x0 + tw] = thumb
         cv2.putText(
             sheet,
-            leaf.leaf_id[:28],
+            captions[i][: max(4, cell // 7)],
             (c * cell + 4, r * (cell + label_h) + cell + 12),
             cv2.FONT_HERSHEY_SIMPLEX,
             0.38,

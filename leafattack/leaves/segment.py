@@ -49,7 +49,8 @@ from leafattack.errors import LeafattackError
 from leafattack.imageio import read_rgb, write_png
 from leafattack.leaves.colours import NATURAL
 from leafattack.leaves.leaf import bleed_colours, composite, crop_to_alpha, fill_holes, fit_into
-from leafattack.leaves.library import append_to_manifest
+from leafattack.leaves.library import ALL_SPECIES, append_to_manifest, load_leaves
+from leafattack.leaves.library import contact_sheet as library_sheet
 
 logger = logging.getLogger(__name__)
 
@@ -625,6 +626,17 @@ def segmentation_sheet(
     return sheet
 
 
+def write_library_sheet(folder: Path, cell: int = 140) -> Path:
+    """Write ``folder/contact_sheet.png``: every leaf of the leaf folder, captioned
+    ``species: leaf id``, about square (at most 10 columns)."""
+    leaves = load_leaves(folder)
+    columns = max(1, min(10, math.ceil(math.sqrt(len(leaves)))))
+    labels = [f"{lf.species}: {lf.leaf_id}" for lf in leaves]
+    path = Path(folder) / "contact_sheet.png"
+    write_png(path, library_sheet(leaves, columns=columns, cell=cell, labels=labels))
+    return path
+
+
 def segment_files(
     paths: Sequence[Path],
     out_dir: Path,
@@ -641,7 +653,13 @@ def segment_files(
     Writes ``out_dir/<stem>.png`` (RGBA) for each photo, adds rows
     ``(file, species, "natural", <photo path>)`` to ``out_dir/manifest.csv`` (rows of
     the same file are replaced), and, with ``contact_sheet``, writes
-    ``out_dir/contact_sheet.png`` (photo | mask overlay | cut-out per leaf).
+    ``out_dir/contact_sheet.png``, every leaf of the whole library as it stands after
+    this call (captioned ``species: leaf id``), and ``out_dir/segmentation_sheet.png``,
+    photo | mask overlay | cut-out of each photo of this call.
+
+    Species from the folder: without ``species``, each photo's species is the name of
+    the folder holding it (``photos/maple/IMG_1.jpg`` is a ``maple``), the layout of
+    Leafsnap; ``all`` is refused as a species name (it selects every species).
 
     Args:
         paths: photo files (any format :func:`leafattack.imageio.read_rgb` reads).
@@ -662,6 +680,10 @@ def segment_files(
             photo, or a photo without a leaf (the message names the file).
     """
     paths = [Path(p) for p in paths]
+    if species is not None and species.strip() in ("", ALL_SPECIES):
+        raise LeafattackError(
+            f"species {species!r}: expected a species name ('all' selects every species)"
+        )
     if not paths:
         raise LeafattackError(f"{out_dir}: no photos to segment (expected at least one path)")
     stems: dict[str, Path] = {}
@@ -692,6 +714,11 @@ def segment_files(
         write_png(target, rgba)
         written.append(target)
         leaf_species = species or path.parent.name or "unknown"
+        if leaf_species == ALL_SPECIES:
+            raise LeafattackError(
+                f"{path}: species from the folder name is {ALL_SPECIES!r}, a reserved word "
+                "(expected --species NAME)"
+            )
         entries.append((target.name, leaf_species, NATURAL, str(path)))
         if contact_sheet:
             small = fit_into(photo, 300)
@@ -701,6 +728,7 @@ def segment_files(
     append_to_manifest(out_dir, entries)
     if contact_sheet:
         columns = min(4, math.ceil(math.sqrt(len(sheet_items) / 1.5)))
-        write_png(out_dir / "contact_sheet.png", segmentation_sheet(sheet_items, columns))
+        write_png(out_dir / "segmentation_sheet.png", segmentation_sheet(sheet_items, columns))
+        write_library_sheet(out_dir)
     logger.info("segmented %d photos into %s", len(written), out_dir)
     return written

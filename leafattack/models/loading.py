@@ -15,8 +15,14 @@ A *model spec* picks a model:
 ``default``                 the shipped LISA-CNN trained on the 16 built-in signs
 ``PATH.pt``                 a leafattack checkpoint (loaded with ``weights_only=True``)
 ``torchscript:PATH``        a TorchScript file (runs code from the file: trusted files only)
+``export:PATH``             a ``torch.export`` program (``.pt2``; trusted files only)
 ``package.module:factory``  ``factory()`` returns ``(nn.Module, metadata dict)``
 ==========================  ==================================================================
+
+A TorchScript or ``.pt2`` file given as a plain path is loaded only with
+``trust_torchscript=True`` (``--trust-torchscript``); both carry their class names and
+preprocessing in an extra file ``leafattack.json`` of the archive (see
+:func:`load_torchscript`, :func:`load_exported`).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import logging
 import operator
 import pickle
 import re
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -128,6 +135,18 @@ def _is_torchscript(path: Path) -> bool:
         return False
 
 
+def _is_exported_program(path: Path) -> bool:
+    """A ``torch.export.save`` archive (``<name>/archive_format`` and a model JSON)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
+    return any(n.endswith("/archive_format") for n in names) and any(
+        "/models/" in n and n.endswith(".json") for n in names
+    )
+
+
 def _zip_damage(path: Path) -> str | None:
     """For a zip archive (the format torch.save writes): a description of the first member
     whose bytes fail their CRC, or of a damaged archive; None when intact or not a zip."""
@@ -158,6 +177,11 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Cla
         raise LeafattackError(
             f"{p}: is a TorchScript file; TorchScript runs code from the file, so load it "
             f"only if you trust it, with the spec torchscript:{p} or --trust-torchscript"
+        )
+    if _is_exported_program(p):
+        raise LeafattackError(
+            f"{p}: is a torch.export program; it runs code from the file, so load it only "
+            f"if you trust it, with the spec export:{p} or --trust-torchscript"
         )
     bad_member = _zip_damage(p)
     if bad_member is not None:
@@ -235,7 +259,10 @@ def load_torchscript(path: str | Path, device: str | torch.device = "cpu") -> Cl
         raise LeafattackError(f"{p}: TorchScript file not found")
     extra = {"leafattack.json": ""}
     try:
-        module = torch.jit.load(str(p), map_location="cpu", _extra_files=extra)
+        with warnings.catch_warnings():  # torch's TorchScript deprecation notices
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module = torch.jit.load(str(p), map_location="cpu", _extra_files=extra)
     except (RuntimeError, ValueError, OSError) as exc:
         raise LeafattackError(
             f"{p}: not a loadable TorchScript file ({type(exc).__name__})"
@@ -245,6 +272,59 @@ def load_torchscript(path: str | Path, device: str | torch.device = "cpu") -> Cl
     except json.JSONDecodeError:
         raise LeafattackError(f"{p}: leafattack.json inside the archive is not JSON") from None
     return _wrap_with_meta(module, meta, str(p), arch="torchscript").to(device)
+
+
+class ExportedModule(nn.Module):
+    """The module of a ``torch.export`` program, with ``train()``/``eval()`` as no-ops.
+
+    An exported graph is fixed in the mode it was exported in (export in eval mode);
+    torch refuses to switch it, and :class:`Classifier` switches every model to eval.
+
+    Shape:
+        forward: float32 (N, 3, S, S) normalised input -> (N, num_classes) logits.
+    """
+
+    def __init__(self, program: nn.Module) -> None:
+        super().__init__()
+        self.program = program
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.program(x)
+        return out
+
+    def train(self, mode: bool = True) -> ExportedModule:
+        return self
+
+
+def load_exported(path: str | Path, device: str | torch.device = "cpu") -> Classifier:
+    """Load a ``torch.export`` program saved with ``torch.export.save`` (trusted files only).
+
+    Metadata, as for TorchScript, comes from an extra file ``leafattack.json`` of the
+    archive (``torch.export.save(ep, f, extra_files={"leafattack.json": json.dumps(meta)})``)
+    with keys ``class_names`` (required), ``input_size``, ``mean``, ``std``, ``resize``.
+    Export the model in eval mode with a dynamic batch dimension (see
+    ``docs/export_model.py``), so that batches of any size run.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise LeafattackError(f"{p}: torch.export program not found (expected a .pt2 file)")
+    extra = {"leafattack.json": ""}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", UserWarning)
+            program = torch.export.load(str(p), extra_files=extra)
+            module = program.module()
+    except Exception as exc:  # any parse failure of the archive
+        raise LeafattackError(
+            f"{p}: not a loadable torch.export program ({type(exc).__name__}); expected a "
+            ".pt2 file written by torch.export.save"
+        ) from None
+    try:
+        meta = json.loads(extra["leafattack.json"] or "{}")
+    except json.JSONDecodeError:
+        raise LeafattackError(f"{p}: leafattack.json inside the archive is not JSON") from None
+    return _wrap_with_meta(ExportedModule(module), meta, str(p), arch="export").to(device)
 
 
 def _wrap_with_meta(
@@ -321,14 +401,18 @@ def load_model(
         return load_checkpoint(DEFAULT_MODEL_PATH, device)
     if spec.startswith("torchscript:"):
         return load_torchscript(spec[len("torchscript:") :], device)
+    if spec.startswith("export:"):
+        return load_exported(spec[len("export:") :], device)
     p = Path(spec)
     if p.exists():
         if trust_torchscript and _is_torchscript(p):
             return load_torchscript(p, device)
+        if trust_torchscript and _is_exported_program(p):
+            return load_exported(p, device)
         return load_checkpoint(p, device)
     if _FACTORY_RE.match(spec):
         return load_factory(spec, device)
     raise LeafattackError(
         f"model spec {spec!r}: no such file (expected 'default', a checkpoint path, "
-        f"'torchscript:PATH' or 'package.module:factory')"
+        f"'torchscript:PATH', 'export:PATH' or 'package.module:factory')"
     )

@@ -46,6 +46,7 @@ from matplotlib.ticker import PercentFormatter
 from leafattack.analysis.edges import EdgeConfig, canny_batch
 from leafattack.analysis.summary import coverage_bins, rate_by
 from leafattack.errors import LeafattackError
+from leafattack.report.text import wrap_title
 
 log = logging.getLogger(__name__)
 
@@ -302,7 +303,7 @@ def fig_position_heatmaps(
         else:
             overall = float((sub["true_conf"] * sub["trials"]).sum()) / max(n_trials, 1)
             detail = f"mean p(true) {overall:.2f}, {n_trials} trials"
-        ax.set_title(f"{cls}\n{detail}", fontsize=9)
+        ax.set_title(f"{wrap_title(cls, 30, 2)}\n{detail}", fontsize=9)
     what = "Attack success rate" if value == "success" else "Mean true-class probability"
     fig.suptitle(
         f"{what} by leaf-centre position ({n_cols}\u00d7{n_rows} lattice over each sign)",

@@ -25,6 +25,7 @@ from leafattack.engine.evaluate import recompose
 from leafattack.engine.preparation import Prepared, open_run
 from leafattack.errors import LeafattackError
 from leafattack.grid import Plan
+from leafattack.report.confusions import MAX_MATRIX_CLASSES, fig_confusion_auto, n_classes
 from leafattack.report.controls import controls_section
 from leafattack.report.data import RunData, load_run, read_json
 from leafattack.report.figures import (
@@ -32,7 +33,6 @@ from leafattack.report.figures import (
     FIGURES,
     GALLERY_MAX,
     fig_class_species_matrix,
-    fig_confusion,
     fig_edge_distributions,
     fig_gallery,
     fig_position_heatmaps,
@@ -82,6 +82,11 @@ def _pct(value: float) -> str:
         return f"{p:.1g}%"
     return f"{p:.2f}%" if 0 < p < 1 else f"{p:.1f}%"
 
+
+_CONFUSION_NOTE = (
+    f"; with more than {MAX_MATRIX_CLASSES} classes, the most frequent wrong predictions "
+    "instead of the full matrix"
+)
 
 _CSS = """
 :root { --fg: #1a1a1a; --muted: #5a5a5a; --line: #d9d9d9; --accent: #0072B2; --bg2: #f6f7f9; }
@@ -596,7 +601,7 @@ def render_html(
             (
                 "confusion",
                 "Confusion under attack",
-                figs.add("confusion", lambda: fig_confusion(t)),
+                figs.add("confusion", lambda: fig_confusion_auto(t)),
             )
         )
         sections.append(
@@ -658,8 +663,9 @@ def render_html(
             (
                 "confusion",
                 "Confusion under attack",
-                "<p>What the model predicts with a leaf on the sign, over all attacked trials.</p>"
-                + figs.add("confusion", lambda: fig_confusion(t)),
+                "<p>What the model predicts with a leaf on the sign, over all attacked trials"
+                f"{_CONFUSION_NOTE if n_classes(t) > MAX_MATRIX_CLASSES else ''}.</p>"
+                + figs.add("confusion", lambda: fig_confusion_auto(t)),
             )
         )
         sections.append(("edges", "Edge analysis", _edges_section(data, figs)))

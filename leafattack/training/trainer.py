@@ -69,6 +69,8 @@ class TrainConfig:
         val_fraction: share of photos held out (photo datasets), or validation variants
             relative to one epoch (single-image-per-class sets).
         leaf_augment: probability that a training variant gets a random leaf pasted on.
+        augment_leaves: the leaf library those leaves come from (``builtin`` or a leaf
+            folder; every leaf of it, as shipped).
         input_size: model input side (None = the architecture's default).
     """
 
@@ -84,6 +86,7 @@ class TrainConfig:
     variants: int = 0
     val_fraction: float = 0.15
     leaf_augment: float = 0.0
+    augment_leaves: str = "builtin"
     input_size: int | None = None
     quiet: bool = False
 
@@ -149,13 +152,19 @@ def _to_tensor(images: np.ndarray) -> torch.Tensor:
 LeafPaster = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 
-def leaf_paster(prob: float, width: int, device: torch.device) -> LeafPaster:
-    """A batched random-leaf occluder for defensive training (built-in leaf library)."""
+def leaf_paster(
+    prob: float, width: int, device: torch.device, leaves_dir: str = "builtin"
+) -> LeafPaster:
+    """A batched random-leaf occluder for defensive training.
+
+    Args:
+        leaves_dir: the leaf library (``builtin`` or a leaf folder); every leaf is used.
+    """
     from leafattack.compose.bank import build_leaf_bank
     from leafattack.compose.functional import composite
     from leafattack.leaves.library import builtin_leaves_dir, load_leaves
 
-    leaves = load_leaves(builtin_leaves_dir())
+    leaves = load_leaves(builtin_leaves_dir() if leaves_dir == "builtin" else Path(leaves_dir))
     sizes = (0.2, 0.3, 0.4, 0.5)
     bank = build_leaf_bank([lf.rgba for lf in leaves], sizes, width, device)
     n_entries = len(leaves) * len(sizes)
@@ -267,7 +276,9 @@ def train(config: TrainConfig) -> TrainResult:
     )
     gen = torch.Generator().manual_seed(config.seed)
     paster = (
-        leaf_paster(config.leaf_augment, 2 * input_size, device) if config.leaf_augment else None
+        leaf_paster(config.leaf_augment, 2 * input_size, device, config.augment_leaves)
+        if config.leaf_augment
+        else None
     )
     val_x, val_y = _to_tensor(val_imgs_np), torch.from_numpy(val_labels_np)
     history = []
@@ -336,6 +347,7 @@ def train(config: TrainConfig) -> TrainResult:
             "epochs": config.epochs,
             "variants": per_image,
             "leaf_augment": config.leaf_augment,
+            "augment_leaves": config.augment_leaves,
         },
         split=split.to_json(),
     )
