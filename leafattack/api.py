@@ -490,7 +490,7 @@ def search(config: SearchConfig) -> SearchResult:
                 )
             first = best["first_success"].to_numpy(np.int64)
             n_correct = int(clean["correct"].sum())
-            curve = fooled_curve(config.method, first, len(clean), n_correct, config.budget)
+            curve = fooled_curve(config.method, first, len(clean), n_correct, config.queries)
             write_atomic(run_dir / "curve.csv", format_floats(curve))
         except OSError as exc:
             raise disk_error(run_dir, exc) from None

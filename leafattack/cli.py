@@ -688,7 +688,22 @@ def _add_search_parser(sub: Any) -> None:
     )
     q.add_argument("--config", help="TOML config file (same names as the flags)")
     q.add_argument("--method", help=f"search method: {', '.join(METHODS)} (default random)")
-    q.add_argument("--budget", type=int, help="model queries per sign (default 1000)")
+    q.add_argument(
+        "--budget", type=int,
+        help="model evaluations per sign (default 1000); with --eot M each query costs M, "
+        "so a sign gets budget // M queries",
+    )
+    q.add_argument(
+        "--eot", type=int,
+        help="Expectation over Transformation: judge each query under M sampled views "
+        "(its loss is the mean over them, success a strict majority of them; the same M "
+        "views for every candidate of a sign within a round); default 1 = head-on only",
+    )
+    q.add_argument(
+        "--view-spec", dest="view_spec",
+        help="views of --eot: approach (default), identity, or ranges like "
+        "yaw=-30:30,distance=1:4 (see render --views)",
+    )
     q.add_argument(
         "--leaves-per-scene", type=int, help="leaves in each searched scene, 1-5 (default 1)"
     )
