@@ -625,7 +625,8 @@ def build_parser() -> argparse.ArgumentParser:
         "grey), mean (the sign's mean colour under the leaf), black, shuffled (the leaf's own "
         "pixels permuted inside its mask, seeded), noise (seeded uniform noise). Writes "
         "controls.csv (resumable) and controls_summary.csv (leaf vs each control, sign-level "
-        "intervals, McNemar's exact test).",
+        "intervals, McNemar's exact test). On a search directory: each searched sign's best "
+        "query, with its leaves and placements.",
     )
     ct.add_argument("run_dir")
     ct.add_argument("--kinds", help="comma-separated control kinds, or all (default all)")
@@ -641,30 +642,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     rb = sub.add_parser(
         "robustness",
-        help="survival of a run's successful scenes under seeded viewing changes",
+        help="survival of a run's (or search's) successful scenes under seeded viewing changes",
     )
     rb.add_argument("run_dir")
     rb.add_argument("--views", type=int, default=100, help="views per scene (default 100)")
     rb.add_argument(
         "--view-spec",
         help="approach (default: distance 1-4, yaw/pitch, brightness, blur, noise as a car "
-        "approaching) or ranges like yaw=-30:30,distance=1:4 (see render --views)",
+        "approaching), identity, or ranges like yaw=-30:30,distance=1:4 (see render --views)",
     )
     rb.add_argument("--seed", type=int, default=0, help="seed of the views (default 0)")
     rb.add_argument(
         "--all-successes", action="store_true",
-        help="every successful scene, not only each sign's best",
+        help="every successful scene (or query of a search), not only each sign's best",
     )
     rb.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default auto)")
     rb.add_argument("--quiet", action="store_true", help="no progress bar")
     rb.set_defaults(func=cmd_robustness)
 
-    tr = sub.add_parser("transfer", help="a run's successful scenes against other models")
+    tr = sub.add_parser(
+        "transfer", help="a run's (or search's) successful scenes against other models"
+    )
     tr.add_argument("run_dir")
     tr.add_argument("--models", required=True, help="comma-separated model specs")
     tr.add_argument(
         "--all-successes", action="store_true",
-        help="every successful scene, not only each sign's best",
+        help="every successful scene (or query of a search), not only each sign's best",
     )
     tr.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default auto)")
     tr.add_argument("--trust-torchscript", action="store_true",

@@ -12,9 +12,9 @@ Grid trials are rendered at full resolution by :func:`~leafattack.compose.compos
 reference compositor); a run whose model resizes by area pooling took the equivalent pooled
 path, which agrees up to float rounding.
 
-Sources: a run directory (``config.toml``, ``clean.csv``, complete ``trials.csv``). A search
-directory (``query_leaves.csv`` / ``best.csv`` of found scenes) can be added by giving
-:func:`run_controls` a plan of its scenes: everything below the plan is shared.
+Sources: a run directory (``config.toml``, ``clean.csv``, complete ``trials.csv``), or a
+search directory, whose chosen queries come as a :class:`~leafattack.engine.found.FoundPlan`
+(:func:`leafattack.api.run_controls`): everything below the plan is shared.
 """
 
 from __future__ import annotations
