@@ -17,8 +17,8 @@ from leafattack.adaptive import margin_loss
 from leafattack.adaptive.eot import draw_eot_views, eot_judge, see_eot
 from leafattack.cli import main
 from leafattack.compose.views import ViewSpec, apply_views
-from leafattack.criteria import build_criterion
 from leafattack.config import RunConfig, SearchConfig
+from leafattack.criteria import build_criterion
 from leafattack.engine.found import chosen_queries, found_plan, open_search
 from leafattack.grid import GridSpec
 
