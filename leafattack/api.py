@@ -457,6 +457,7 @@ class SearchResult:
     evaluated: int  # queries evaluated by this call
     replayed: int  # queries replayed from an earlier, interrupted call
     seconds: float
+    eot: int = 1  # views per query (``--eot``); budget // eot queries per sign
 
     @property
     def queries_per_second(self) -> float:
@@ -533,7 +534,7 @@ def search(config: SearchConfig) -> SearchResult:
     queries = pd.read_csv(run_dir / "queries.csv", dtype=dict(schema.QUERY_COLUMNS))
     return SearchResult(
         run_dir, config.method, config.budget, clean, queries, best, curve,
-        outcome.evaluated, outcome.replayed, outcome.seconds,
+        outcome.evaluated, outcome.replayed, outcome.seconds, eot=config.eot,
     )
 
 

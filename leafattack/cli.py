@@ -172,6 +172,13 @@ def format_search_summary(result: Any) -> str:
             else "none"
         )
     )
+    eot = int(getattr(result, "eot", 1))
+    if eot > 1:
+        lines.append(
+            f"EOT: each query judged under {eot} sampled views (mean loss, success in a "
+            f"strict majority); the budget of {result.budget} model evaluations buys "
+            f"{result.budget // eot} queries per sign, and the table below counts queries"
+        )
     if result.replayed:
         lines.append(f"resumed: {result.replayed} queries replayed from queries.csv")
     if result.evaluated and result.seconds > 0:
