@@ -437,7 +437,7 @@ SEARCH_KEYS: tuple[str, ...] = (
 )
 """The keys a search adds to a run's (same names in TOML and on the command line)."""
 
-MAX_EOT = 1024
+MAX_EOT = 128
 """Most sampled views per query (``--eot``)."""
 
 MAX_BUDGET = 10_000_000
@@ -497,6 +497,11 @@ class SearchConfig:
                 f"{self.eot} model evaluations (each query costs {self.eot})"
             )
         if self.view_spec is not None:
+            if self.eot == 1:
+                raise LeafattackError(
+                    f"view_spec {self.view_spec!r} without --eot: expected --eot M (M > 1) "
+                    f"to search under sampled views"
+                )
             parse_view_spec(self.view_spec)  # one line on a bad spec, before any work
         r = self.run
         if r.scenes_per_sign or r.leaves_per_scene != 1 or r.edges or r.executor != "local":

@@ -153,8 +153,10 @@ def test_eot_search_resumes_by_replay_to_the_same_bytes(tmp_path: Path, signs4: 
         (["--eot", "8", "--budget", "4"], "at least 8"),
         (["--eot", "2", "--view-spec", "yaw=9:1"], "yaw"),
         (["--eot", "2", "--view-spec", "zoom=1:2"], "zoom"),
+        (["--view-spec", "yaw=-5:5"], "without --eot"),
+        (["--eot", "129"], "--eot 129"),
     ],
-    ids=["m0", "budget-below-m", "inverted-range", "unknown-parameter"],
+    ids=["m0", "budget-below-m", "inverted-range", "unknown-parameter", "spec-alone", "m-big"],
 )
 def test_bad_eot_input_is_one_line_before_any_work(
     flags: list[str], needle: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
