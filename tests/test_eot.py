@@ -276,3 +276,18 @@ def test_search_directory_without_successes_is_one_line(
     assert main(["robustness", str(rd), "--quiet", "--device", "cpu"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no successful scene" in err[0]
+
+
+def test_search_report_shows_survival_and_transfer(
+    plain: api.SearchResult, tmp_path: Path
+) -> None:
+    from leafattack.report.search import write_search_report
+
+    rd = tmp_path / "rep"
+    shutil.copytree(plain.run_dir, rd)
+    assert "Do the attacks last?" not in write_search_report(rd).read_text()
+    api.robustness(rd, views=2, view_spec="identity", quiet=True, device="cpu")
+    api.transfer(rd, ["fixture_models:template"], quiet=True, device="cpu")
+    html = write_search_report(rd).read_text()
+    assert "Do the attacks last?" in html and "<b>100.0%</b>" in html
+    assert (rd / "figures" / "survival.png").exists() and (rd / "figures" / "transfer.png").exists()
