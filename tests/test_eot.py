@@ -290,4 +290,8 @@ def test_search_report_shows_survival_and_transfer(
     api.transfer(rd, ["fixture_models:template"], quiet=True, device="cpu")
     html = write_search_report(rd).read_text()
     assert "Do the attacks last?" in html and "<b>100.0%</b>" in html
-    assert (rd / "figures" / "survival.png").exists() and (rd / "figures" / "transfer.png").exists()
+    assert (rd / "figures" / "transfer.png").exists()
+    assert not (rd / "figures" / "survival.png").exists()  # identity views: nothing to plot
+    api.robustness(rd, views=4, view_spec="brightness=0.9:1.1", quiet=True, device="cpu")
+    write_search_report(rd)
+    assert (rd / "figures" / "survival.png").exists()

@@ -240,7 +240,10 @@ def _lasting(root: Path, folder: Path) -> list[str]:
                 f"them (mean over {int(r['signs'])} signs, 95% bootstrap CI over signs "
                 f"[{float(r['ci_low']):.1%}, {float(r['ci_high']):.1%}]).</p>"
             )
-        parts.append(_embed(fig_survival(surv), folder / "survival.png"))
+        try:  # identity views have no factor to plot
+            parts.append(_embed(fig_survival(surv), folder / "survival.png"))
+        except LeafattackError:
+            pass
     if tr_path.exists():
         parts.append(
             "<p>Transfer: the share of the found successful scenes that also fool each other "
