@@ -467,6 +467,9 @@ class SearchResult:
 SEARCH_FILES: tuple[str, ...] = (
     "config.toml", "clean.csv", "queries.csv", "queries_progress.json", "query_leaves.csv",
     "best.csv", "best_leaves.csv", "curve.csv", "report.html",
+    # analyses of the found scenes (robustness, transfer, controls on a search directory)
+    "robustness.csv", "robustness_summary.csv", "transfer.csv", "transfer_summary.csv",
+    "controls.csv", "controls_progress.json", "controls_summary.csv",
 )
 """Files of a search directory (removed by ``overwrite``)."""
 

@@ -295,3 +295,24 @@ def test_search_report_shows_survival_and_transfer(
     api.robustness(rd, views=4, view_spec="brightness=0.9:1.1", quiet=True, device="cpu")
     write_search_report(rd)
     assert (rd / "figures" / "survival.png").exists()
+
+
+def test_transfer_from_a_search_to_a_model_of_other_classes_is_one_line(
+    plain: api.SearchResult, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["transfer", str(plain.run_dir), "--models", "fixture_models:gtsrb_mean",
+                 "--quiet", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "not classes of the model" in err[0]
+
+
+def test_overwriting_a_search_removes_the_analyses_of_its_scenes(
+    plain: api.SearchResult, tmp_path: Path, signs4: Path
+) -> None:
+    rd = tmp_path / "ow"
+    shutil.copytree(plain.run_dir, rd)
+    api.robustness(rd, views=1, view_spec="identity", quiet=True, device="cpu")
+    assert (rd / "robustness.csv").exists()
+    api.search(search_config(rd, signs4, method="random", budget=4, overwrite=True))
+    assert not (rd / "robustness.csv").exists()
+    assert not (rd / "robustness_summary.csv").exists()
