@@ -23,6 +23,7 @@ import pandas as pd
 import tomli_w
 
 from leafattack import schema
+from leafattack.adaptive.eot import parse_view_spec
 from leafattack.analysis.best import write_best
 from leafattack.analysis.cluster import BootSpec
 from leafattack.analysis.controls import write_controls_summary
@@ -37,6 +38,14 @@ from leafattack.engine.controls import check_run_complete
 from leafattack.engine.controls import run_controls as execute_controls
 from leafattack.engine.evaluate import clean_predictions, sign_records
 from leafattack.engine.execute import execute_trials
+from leafattack.engine.found import (
+    chosen_queries,
+    found_plan,
+    found_trials,
+    is_search_dir,
+    open_scenes,
+    open_search,
+)
 from leafattack.engine.preparation import (
     SPLIT_FILE,
     Prepared,
@@ -46,7 +55,7 @@ from leafattack.engine.preparation import (
     prepare,
     split_json,
 )
-from leafattack.engine.robustness import attack_scenes, survival_rows, transfer_rows
+from leafattack.engine.robustness import survival_rows, transfer_rows
 from leafattack.engine.scenes import read_scenes, render_scene_table
 from leafattack.errors import LeafattackError
 from leafattack.grid import SIZE_UNITS, Plan
@@ -259,9 +268,14 @@ def robustness(
     device: str = "auto",
     quiet: bool = False,
 ) -> RobustnessResult:
-    """Re-evaluate a finished run's successful scenes under ``views`` seeded viewing
-    transforms each (default spec: :meth:`ViewSpec.approach`, what a car sees approaching
-    a sign) and write ``robustness.csv`` and ``robustness_summary.csv``.
+    """Re-evaluate a finished run's (or search directory's) successful scenes under
+    ``views`` seeded viewing transforms each (default spec: :meth:`ViewSpec.approach`, what
+    a car sees approaching a sign) and write ``robustness.csv`` and
+    ``robustness_summary.csv``.
+
+    A search directory contributes each sign's best query when it succeeded (with
+    ``all_successes`` every successful query), re-rendered with the same leaves and
+    placements (:mod:`leafattack.engine.found`; ``trial_id`` = sign x queries + query - 1).
 
     Raises:
         LeafattackError: not a run directory, no successful scene, ``views < 1``, an
@@ -272,9 +286,8 @@ def robustness(
         raise LeafattackError(f"--views {views}: expected at least 1 view per scene")
     if seed < 0:
         raise LeafattackError(f"seed={seed}: expected a non-negative integer")
-    spec = ViewSpec.approach() if view_spec in (None, "approach") else ViewSpec.parse(view_spec)
-    prep, plan = open_run(rd, device=device)
-    scenes = attack_scenes(rd, all_successes)
+    spec = parse_view_spec(view_spec)  # approach (default), identity, or ranges
+    prep, plan, scenes = open_scenes(rd, device=device, all_successes=all_successes)
     with run_lock(rd):
         rows = survival_rows(prep, plan, scenes, spec, views, seed=seed, quiet=quiet)
         summary = survival_summary(rows, seed, spec.ranges())
@@ -305,8 +318,9 @@ def transfer(
     trust_torchscript: bool = False,
     quiet: bool = False,
 ) -> TransferResult:
-    """Evaluate a finished run's successful scenes (found against its model) on other
-    models; write ``transfer.csv``, ``transfer_summary.csv`` and ``figures/transfer.png``.
+    """Evaluate a finished run's (or search directory's) successful scenes, found
+    against its model, on other models; write ``transfer.csv``, ``transfer_summary.csv``
+    and ``figures/transfer.png``.
 
     Raises:
         LeafattackError: not a run directory, no successful scene, no models, a model that
@@ -315,8 +329,7 @@ def transfer(
     rd = Path(run_dir)
     if not models:
         raise LeafattackError("transfer: no models given (expected --models SPEC,SPEC,...)")
-    prep, plan = open_run(rd, device=device)
-    scenes = attack_scenes(rd, all_successes)
+    prep, plan, scenes = open_scenes(rd, device=device, all_successes=all_successes)
     targets = [
         load_model(m, resolve_device(device), trust_torchscript=trust_torchscript)
         for m in models
@@ -402,6 +415,8 @@ def run_controls(
     rd = Path(run_dir)
     if not rd.is_dir():
         raise LeafattackError(f"{rd}: not a run directory (no such folder)")
+    if is_search_dir(rd):
+        return _search_controls(rd, chosen, device=device, quiet=quiet, n_boot=n_boot)
     check_run_complete(rd)
     prep, plan = open_run(rd, device=device)
     prep = dataclasses.replace(prep, config=dataclasses.replace(prep.config, quiet=quiet))
@@ -410,6 +425,27 @@ def run_controls(
         if report:
             write_report(rd, prepared=(prep, plan))
     return result
+
+
+def _search_controls(
+    rd: Path, kinds: tuple[str, ...], *, device: str, quiet: bool, n_boot: int
+) -> ControlsResult:
+    """Controls of a search directory: each searched sign's best query (successful or
+    not), re-rendered with the same leaves and placements under every kind."""
+    chosen = chosen_queries(rd, "best")
+    prep, config = open_search(rd, device=device)
+    prep = dataclasses.replace(prep, config=dataclasses.replace(prep.config, quiet=quiet))
+    plan, scenes = found_plan(prep, config, rd, chosen)
+    with run_lock(rd):
+        try:
+            start, seconds = execute_controls(prep, plan, rd, kinds, quiet=quiet)
+            summary = write_controls_summary(
+                rd, BootSpec(n_boot=n_boot, seed=prep.config.seed),
+                trials=found_trials(prep, plan, scenes),
+            )
+        except OSError as exc:
+            raise disk_error(rd, exc) from None
+    return ControlsResult(rd, kinds, summary, len(kinds) * plan.total_active, start, seconds)
 
 
 # --- Adaptive search (issue 13) --------------------------------------------------------
@@ -430,6 +466,7 @@ class SearchResult:
     evaluated: int  # queries evaluated by this call
     replayed: int  # queries replayed from an earlier, interrupted call
     seconds: float
+    eot: int = 1  # views per query (``--eot``); budget // eot queries per sign
 
     @property
     def queries_per_second(self) -> float:
@@ -439,6 +476,9 @@ class SearchResult:
 SEARCH_FILES: tuple[str, ...] = (
     "config.toml", "clean.csv", "queries.csv", "queries_progress.json", "query_leaves.csv",
     "best.csv", "best_leaves.csv", "curve.csv", "report.html",
+    # analyses of the found scenes (robustness, transfer, controls on a search directory)
+    "robustness.csv", "robustness_summary.csv", "transfer.csv", "transfer_summary.csv",
+    "controls.csv", "controls_progress.json", "controls_summary.csv",
 )
 """Files of a search directory (removed by ``overwrite``)."""
 
@@ -500,14 +540,14 @@ def search(config: SearchConfig) -> SearchResult:
                 )
             first = best["first_success"].to_numpy(np.int64)
             n_correct = int(clean["correct"].sum())
-            curve = fooled_curve(config.method, first, len(clean), n_correct, config.budget)
+            curve = fooled_curve(config.method, first, len(clean), n_correct, config.queries)
             write_atomic(run_dir / "curve.csv", format_floats(curve))
         except OSError as exc:
             raise disk_error(run_dir, exc) from None
     queries = pd.read_csv(run_dir / "queries.csv", dtype=dict(schema.QUERY_COLUMNS))
     return SearchResult(
         run_dir, config.method, config.budget, clean, queries, best, curve,
-        outcome.evaluated, outcome.replayed, outcome.seconds,
+        outcome.evaluated, outcome.replayed, outcome.seconds, eot=config.eot,
     )
 
 

@@ -181,6 +181,13 @@ def format_search_summary(result: Any) -> str:
             else "none"
         )
     )
+    eot = int(getattr(result, "eot", 1))
+    if eot > 1:
+        lines.append(
+            f"EOT: each query judged under {eot} sampled views (mean loss, success in a "
+            f"strict majority); the budget of {result.budget} model evaluations buys "
+            f"{result.budget // eot} queries per sign, and the table below counts queries"
+        )
     if result.replayed:
         lines.append(f"resumed: {result.replayed} queries replayed from queries.csv")
     if result.evaluated and result.seconds > 0:
@@ -778,7 +785,8 @@ def build_parser() -> argparse.ArgumentParser:
         "grey), mean (the sign's mean colour under the leaf), black, shuffled (the leaf's own "
         "pixels permuted inside its mask, seeded), noise (seeded uniform noise). Writes "
         "controls.csv (resumable) and controls_summary.csv (leaf vs each control, sign-level "
-        "intervals, McNemar's exact test).",
+        "intervals, McNemar's exact test). On a search directory: each searched sign's best "
+        "query, with its leaves and placements.",
     )
     ct.add_argument("run_dir", help=_RUN_DIR_HELP)
     ct.add_argument("--kinds", help="comma-separated control kinds, or all (default all)")
@@ -794,30 +802,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     rb = sub.add_parser(
         "robustness",
-        help="survival of a run's successful scenes under seeded viewing changes",
+        help="survival of a run's (or search's) successful scenes under seeded viewing changes",
     )
     rb.add_argument("run_dir", help=_RUN_DIR_HELP)
     rb.add_argument("--views", type=int, default=100, help="views per scene (default 100)")
     rb.add_argument(
         "--view-spec",
         help="approach (default: distance 1-4, yaw/pitch, brightness, blur, noise as a car "
-        "approaching) or ranges like yaw=-30:30,distance=1:4 (see render --views)",
+        "approaching), identity, or ranges like yaw=-30:30,distance=1:4 (see render --views)",
     )
     rb.add_argument("--seed", type=int, default=0, help="seed of the views (default 0)")
     rb.add_argument(
         "--all-successes", action="store_true",
-        help="every successful scene, not only each sign's best",
+        help="every successful scene (or query of a search), not only each sign's best",
     )
     rb.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default auto)")
     rb.add_argument("--quiet", action="store_true", help="no progress bar")
     rb.set_defaults(func=cmd_robustness)
 
-    tr = sub.add_parser("transfer", help="a run's successful scenes against other models")
+    tr = sub.add_parser(
+        "transfer", help="a run's (or search's) successful scenes against other models"
+    )
     tr.add_argument("run_dir", help=_RUN_DIR_HELP)
     tr.add_argument("--models", required=True, help="comma-separated model specs")
     tr.add_argument(
         "--all-successes", action="store_true",
-        help="every successful scene, not only each sign's best",
+        help="every successful scene (or query of a search), not only each sign's best",
     )
     tr.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default auto)")
     tr.add_argument("--trust-torchscript", action="store_true",
@@ -862,7 +872,22 @@ def _add_search_parser(sub: Any) -> None:
     )
     q.add_argument("--config", help="TOML config file (same names as the flags)")
     q.add_argument("--method", help=f"search method: {', '.join(METHODS)} (default random)")
-    q.add_argument("--budget", type=int, help="model queries per sign (default 1000)")
+    q.add_argument(
+        "--budget", type=int,
+        help="model evaluations per sign (default 1000); with --eot M each query costs M, "
+        "so a sign gets budget // M queries",
+    )
+    q.add_argument(
+        "--eot", type=int,
+        help="Expectation over Transformation: judge each query under M sampled views "
+        "(its loss is the mean over them, success a strict majority of them; the same M "
+        "views for every candidate of a sign within a round); default 1 = head-on only",
+    )
+    q.add_argument(
+        "--view-spec", dest="view_spec",
+        help="views of --eot: approach (default), identity, or ranges like "
+        "yaw=-30:30,distance=1:4 (see render --views)",
+    )
     q.add_argument(
         "--leaves-per-scene", type=int, help="leaves in each searched scene, 1-5 (default 1)"
     )

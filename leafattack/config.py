@@ -520,8 +520,13 @@ SEARCH_KEYS: tuple[str, ...] = (
     "leaves_per_scene",
     "size_range",
     "stop_on_success",
+    "eot",
+    "view_spec",
 )
 """The keys a search adds to a run's (same names in TOML and on the command line)."""
+
+MAX_EOT = 128
+"""Most sampled views per query (``--eot``)."""
 
 MAX_BUDGET = 10_000_000
 """Most queries per sign a search may spend."""
@@ -540,6 +545,11 @@ class SearchConfig:
         leaves_per_scene: K, leaves per searched scene (1 to 5).
         size_range: (LO, HI), leaf longest side / sign width, 0 < LO <= HI <= 2.
         stop_on_success: stop a sign at its first success (else spend the whole budget).
+        eot: M, viewing transforms per query (Expectation over Transformation; 1 = the
+            plain search, one identity view). Each query costs M model evaluations, so
+            ``budget`` buys ``budget // M`` queries (:attr:`queries`).
+        view_spec: the :class:`~leafattack.compose.views.ViewSpec` text of the EOT views
+            (None = ``approach``, the ``robustness`` default); used only when ``eot > 1``.
     """
 
     run: RunConfig = field(default_factory=RunConfig)
@@ -548,9 +558,12 @@ class SearchConfig:
     leaves_per_scene: int = 1
     size_range: tuple[float, float] = (0.2, 0.5)
     stop_on_success: bool = True
+    eot: int = 1
+    view_spec: str | None = None
 
     def __post_init__(self) -> None:
         from leafattack.adaptive import METHODS, check_leaves_per_scene, check_size_range
+        from leafattack.adaptive.eot import parse_view_spec
 
         if self.method not in METHODS:
             raise LeafattackError(
@@ -562,6 +575,22 @@ class SearchConfig:
             )
         check_leaves_per_scene(self.leaves_per_scene)
         check_size_range(self.size_range)
+        if isinstance(self.eot, bool) or not 1 <= self.eot <= MAX_EOT:
+            raise LeafattackError(
+                f"--eot {self.eot}: expected 1 to {MAX_EOT} sampled views per query"
+            )
+        if self.budget < self.eot:
+            raise LeafattackError(
+                f"budget={self.budget} with --eot {self.eot}: expected a budget of at least "
+                f"{self.eot} model evaluations (each query costs {self.eot})"
+            )
+        if self.view_spec is not None:
+            if self.eot == 1:
+                raise LeafattackError(
+                    f"view_spec {self.view_spec!r} without --eot: expected --eot M (M > 1) "
+                    f"to search under sampled views"
+                )
+            parse_view_spec(self.view_spec)  # one line on a bad spec, before any work
         r = self.run
         if (
             r.scenes_per_sign
@@ -587,7 +616,15 @@ class SearchConfig:
             size_range=list(self.size_range),
             stop_on_success=self.stop_on_success,
         )
+        if self.eot > 1:  # a plain search keeps the keys (and directory) it always had
+            flat["eot"] = self.eot
+            flat["view_spec"] = self.view_spec or "approach"
         return flat
+
+    @property
+    def queries(self) -> int:
+        """Queries per sign: ``budget // eot`` (each query costs ``eot`` model evaluations)."""
+        return self.budget // self.eot
 
     def identity(self) -> dict[str, Any]:
         """The keys that must match for a search directory to be resumed."""
@@ -615,7 +652,13 @@ def search_config_from_mapping(
             if not isinstance(value, str):
                 raise LeafattackError(f"config key 'method': expected a string, got {value!r}")
             search_kw[key] = value
-        elif key in ("budget", "leaves_per_scene"):
+        elif key == "view_spec":
+            if not isinstance(value, str):
+                raise LeafattackError(
+                    f"config key 'view_spec': expected a string, got {value!r}"
+                )
+            search_kw[key] = value
+        elif key in ("budget", "leaves_per_scene", "eot"):
             search_kw[key] = _integer(value, key)
         elif key == "stop_on_success":
             search_kw[key] = _boolean(value, key)

@@ -130,9 +130,13 @@ def compare_controls(
     return pd.DataFrame(rows, columns=list(cols)).astype(dict(cols))
 
 
-def write_controls_summary(run_dir: Path, boot: BootSpec | None = None) -> pd.DataFrame:
-    """Compare ``RUN_DIR/controls.csv`` with ``trials.csv`` into ``controls_summary.csv``."""
-    trials = read_trials(run_dir, require=True)
+def write_controls_summary(
+    run_dir: Path, boot: BootSpec | None = None, trials: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """Compare ``RUN_DIR/controls.csv`` with ``trials.csv`` (or the given ``trials``, e.g.
+    a search's chosen queries) into ``controls_summary.csv``."""
+    if trials is None:
+        trials = read_trials(run_dir, require=True)
     controls = read_controls(run_dir)
     table = compare_controls(trials, controls, boot)
     write_atomic(run_dir / CONTROLS_SUMMARY_FILE, csv_bytes(table, header=True))

@@ -12,9 +12,9 @@ Grid trials are rendered at full resolution by :func:`~leafattack.compose.compos
 reference compositor); a run whose model resizes by area pooling took the equivalent pooled
 path, which agrees up to float rounding.
 
-Sources: a run directory (``config.toml``, ``clean.csv``, complete ``trials.csv``). A search
-directory (``query_leaves.csv`` / ``best.csv`` of found scenes) can be added by giving
-:func:`run_controls` a plan of its scenes: everything below the plan is shared.
+Sources: a run directory (``config.toml``, ``clean.csv``, complete ``trials.csv``), or a
+search directory, whose chosen queries come as a :class:`~leafattack.engine.found.FoundPlan`
+(:func:`leafattack.api.run_controls`): everything below the plan is shared.
 """
 
 from __future__ import annotations
@@ -48,15 +48,10 @@ def check_run_complete(run_dir: Path) -> None:
     """Refuse a run whose ``trials.csv`` is incomplete (the leaf side of the comparison).
 
     Raises:
-        LeafattackError: not a run directory (or a search directory, not supported yet), or
-            a run that has not finished.
+        LeafattackError: not a run directory, or a run that has not finished. (A search
+            directory takes the other path of :func:`leafattack.api.run_controls`.)
     """
     if not (run_dir / "config.toml").exists():
-        if (run_dir / "query_leaves.csv").exists():
-            raise LeafattackError(
-                f"{run_dir}: controls of a search directory are not supported yet "
-                f"(expected a run directory with config.toml and trials.csv)"
-            )
         raise LeafattackError(f"{run_dir}: not a run directory (expected config.toml, trials.csv)")
     progress = read_progress(run_dir / PROGRESS_FILE)
     if not progress.get("complete"):

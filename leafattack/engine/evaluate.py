@@ -233,7 +233,11 @@ def composite_scenes_covered(
         angle=torch.from_numpy(d["angle"]).float().to(dev),
         x=torch.from_numpy(d["x"]).float().to(dev),
         y=torch.from_numpy(d["y"]).float().to(dev),
-        present=torch.ones((n, k), dtype=torch.bool, device=dev),
+        present=(  # a search's scenes may leave slots empty
+            torch.from_numpy(d["present"]).to(dev)
+            if "present" in d
+            else torch.ones((n, k), dtype=torch.bool, device=dev)
+        ),
     )
     with torch.inference_mode():
         return render_scenes_covered(

@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from leafattack import schema
 from leafattack.adaptive import METHODS, Optimiser, Scenes, SearchSpace, SignContext, margin_loss
+from leafattack.adaptive.eot import draw_eot_views, eot_judge, parse_view_spec, see_eot
 from leafattack.adaptive.methods import method_seed
 from leafattack.compose.pooled import render_pooled
 from leafattack.compose.scenes import SceneBatch, VariantBank, build_variant_bank, render_scenes
@@ -104,7 +105,7 @@ def sign_contexts(prep: Prepared, config: SearchConfig, locals_: np.ndarray) -> 
         )
         xy, _ = sign_positions(g, mask)
         seed = method_seed(config.run.seed, int(prep.sign_ids[int(j)]), config.method)
-        out.append(SignContext(space, config.budget, seed, xy, g.sizes, g.angles))
+        out.append(SignContext(space, config.queries, seed, xy, g.sizes, g.angles))
     return out
 
 
@@ -162,7 +163,7 @@ def execute_search(
     bank = build_bank(prep)
     names = np.array(prep.classifier.class_names, dtype=object)
     vcols = variant_columns(prep)
-    total = len(states) * config.budget
+    total = len(states) * config.queries
     table = AppendLog(
         run_dir / QUERIES_FILE,
         run_dir / QUERIES_PROGRESS_FILE,
@@ -191,11 +192,11 @@ def execute_search(
                     for st in states:
                         if st.finished:
                             continue
-                        n = min(st.opt.population, config.budget - st.used)
+                        n = min(st.opt.population, config.queries - st.used)
                         scenes = st.opt.ask(n) if n > 0 else None
                         if scenes is None or scenes.n == 0:
                             st.finished = True
-                            bar.update(config.budget - st.used)
+                            bar.update(config.queries - st.used)
                             continue
                         round_states.append(st)
                         asks.append(scenes)
@@ -231,8 +232,8 @@ def execute_search(
                         bar.update(m)
                         if st.first_success and config.stop_on_success:
                             st.finished = True
-                            bar.update(config.budget - st.used)
-                        elif st.used >= config.budget:
+                            bar.update(config.queries - st.used)
+                        elif st.used >= config.queries:
                             st.finished = True
                         signs_r.append(np.full(m, st.sign_id, np.int64))
                         queries_r.append(queries)
@@ -328,6 +329,24 @@ def _evaluate_round(
     parts: list[dict[str, np.ndarray]] = []
     bs = config.run.batch_size
     pooled = prep.stack is not None and k <= POOLED_MAX_LEAVES
+    views = None
+    if config.eot > 1:
+        spec = parse_view_spec(config.view_spec)
+        # Views act on the sign-resolution composite, as in ``robustness``; identity views
+        # change nothing, so those keep the (equivalent) pooled path.
+        pooled = pooled and spec.is_identity
+        group = np.concatenate(
+            [np.full(sc.n, r, np.int64) for r, sc in enumerate(asks)]
+        )
+        views = draw_eot_views(
+            spec,
+            config.eot,
+            config.run.seed,
+            [(st.sign_id, st.used) for st in round_states],
+            tuple(prep.sign_images.shape[1:]),  # type: ignore[arg-type]
+            dev,
+        )
+        chunk = max(1, bs // config.eot)  # candidates per forward pass: <= batch_size images
     for a in range(0, len(sign), bs):
         b = min(len(sign), a + bs)
         batch = SceneBatch(
@@ -354,21 +373,39 @@ def _evaluate_round(
                     appearance=prep.appearance,
                     noise=prep.noise,
                 )
-            logits = classify_logits(prep.classifier, images, config.run.model)
             labels = labels_all[a:b]
-            loss = margin_loss(logits, labels, prep.target_index)
-            probs = torch.softmax(logits, dim=1)
-            success = prep.criterion(probs, labels)
-            pred = probs.argmax(1)
-        pred_np = pred.cpu().numpy()
+            if views is not None:
+                judged = []
+                for c0 in range(0, b - a, chunk):
+                    c1 = min(b - a, c0 + chunk)
+                    seen = see_eot(images[c0:c1], group[a + c0 : a + c1], views)
+                    logits = classify_logits(prep.classifier, seen, config.run.model)
+                    judged.append(
+                        eot_judge(
+                            logits, labels[c0:c1], views.m, prep.target_index, prep.criterion
+                        )
+                    )
+                res = {key: torch.cat([j[key] for j in judged]) for key in judged[0]}
+            else:
+                logits = classify_logits(prep.classifier, images, config.run.model)
+                probs = torch.softmax(logits, dim=1)
+                pred = probs.argmax(1)
+                res = {
+                    "loss": margin_loss(logits, labels, prep.target_index),
+                    "pred_label": pred,
+                    "pred_conf": probs.gather(1, pred[:, None])[:, 0].double(),
+                    "true_conf": probs.gather(1, labels[:, None])[:, 0].double(),
+                    "success": prep.criterion(probs, labels),
+                }
+        pred_np = res["pred_label"].cpu().numpy()
         parts.append(
             {
-                "loss": loss.cpu().numpy().astype(np.float32),
+                "loss": res["loss"].cpu().numpy().astype(np.float32),
                 "pred_label": pred_np,
                 "pred_name": names[pred_np],
-                "pred_conf": probs.gather(1, pred[:, None])[:, 0].double().cpu().numpy(),
-                "true_conf": probs.gather(1, labels[:, None])[:, 0].double().cpu().numpy(),
-                "success": success.cpu().numpy().astype(bool),
+                "pred_conf": res["pred_conf"].cpu().numpy(),
+                "true_conf": res["true_conf"].cpu().numpy(),
+                "success": res["success"].cpu().numpy().astype(bool),
             }
         )
     merged = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}

@@ -213,6 +213,7 @@ def write_search_report(path: str | os.PathLike[str]) -> Path:
         parts += [
             "<h2>Queries used (queries_used)</h2>",
             _embed(fig_queries_used(runs), folder / "search_queries_used.png"),
+            *_lasting(root, folder),
             "</body></html>\n",
         ]
         out = root / "report.html"
@@ -221,6 +222,37 @@ def write_search_report(path: str | os.PathLike[str]) -> Path:
         raise LeafattackError(f"{root}: cannot write the report ({exc.strerror or exc})") from None
     log.info("wrote %s", out)
     return out
+
+
+def _lasting(root: Path, folder: Path) -> list[str]:
+    """"Do the attacks last?": survival and transfer of a search directory's found scenes,
+    when ``leafattack robustness`` / ``transfer`` have written their summaries."""
+    from leafattack.report.figures import fig_survival, fig_transfer
+
+    parts: list[str] = []
+    surv_path, tr_path = root / "robustness_summary.csv", root / "transfer_summary.csv"
+    if surv_path.exists():
+        surv = pd.read_csv(surv_path)
+        o = surv[surv["factor"] == "overall"]
+        if not o.empty:
+            r = o.iloc[0]
+            parts.append(
+                f"<p>Survival: under {int(r['views'])} seeded views that leave the clean sign "
+                f"correct, the best attacks still succeed in <b>{float(r['rate']):.1%}</b> of "
+                f"them (mean over {int(r['signs'])} signs, 95% bootstrap CI over signs "
+                f"[{float(r['ci_low']):.1%}, {float(r['ci_high']):.1%}]).</p>"
+            )
+        try:  # identity views have no factor to plot
+            parts.append(_embed(fig_survival(surv), folder / "survival.png"))
+        except LeafattackError:
+            pass
+    if tr_path.exists():
+        parts.append(
+            "<p>Transfer: the share of the found successful scenes that also fool each other "
+            "model, over the signs that model classifies correctly when clean.</p>"
+        )
+        parts.append(_embed(fig_transfer(pd.read_csv(tr_path)), folder / "transfer.png"))
+    return ["<h2>Do the attacks last?</h2>", *parts] if parts else []
 
 
 def _summary_table(runs: list[SearchRun]) -> str:
