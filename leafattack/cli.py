@@ -333,7 +333,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f"{'photos' if signs.masks is None and not variants else 'signs'} were in this "
             f"model's training split"
             + (" (scored through fresh variants of them)" if variants else "")
-            + ("" if args.split == "train" else "; --split heldout scores only the others"),
+            + (
+                ""
+                if args.split == "train"
+                else "; --split heldout scores only the others"
+                if res.trained < res.images
+                else "; score fresh renders: leafattack signs render --variant-seed S --out DIR"
+            ),
             file=sys.stderr,
         )
     print(f"accuracy: {res.accuracy:.2%} on {res.n} images ({what})")

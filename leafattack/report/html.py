@@ -410,7 +410,8 @@ def _gallery(
             f"re-created ({esc(reason)}).</p>"
         )
     gallery_clean, gallery_attacked = clean, attacked
-    edge_config, source = gallery_edge_config(data.run_dir)
+    photo = prep is not None and prep.face_rule != "masks of the source"
+    edge_config, source = gallery_edge_config(data.run_dir, photo)
     fig_html = figs.add(
         "gallery",
         lambda: fig_gallery(rows, gallery_clean, gallery_attacked, clean_conf, edge_config),
@@ -424,16 +425,18 @@ def _gallery(
     )
 
 
-def gallery_edge_config(run_dir: Path) -> tuple[EdgeConfig, str]:
+def gallery_edge_config(run_dir: Path, photo: bool = False) -> tuple[EdgeConfig, str]:
     """The Canny settings of the run's edge analysis (``edges_progress.json``), or the
-    defaults at the sign resolution when the run has none; with where they came from."""
+    defaults at the sign resolution when the run has none (automatic thresholds when
+    ``photo``: a photo source, as the edge analysis would default); with where they came
+    from."""
     settings = read_json(run_dir / "edges_progress.json").get("config")
     if isinstance(settings, dict):
         try:
             return EdgeConfig(**settings), "the settings of this run's edge analysis"
         except (TypeError, ValueError, LeafattackError):
             log.warning("edges_progress.json holds unusable Canny settings; using the defaults")
-    return EdgeConfig(), "defaults; this run has no edge analysis"
+    return EdgeConfig(auto=photo), "defaults; this run has no edge analysis"
 
 
 def describe_edge_config(cfg: EdgeConfig) -> str:
