@@ -145,6 +145,10 @@ CORRELATION_COLUMNS: Final[dict[str, str]] = {
     "odds_ratio": "float64",  # per standard deviation of the metric (success target only)
     "auc_ci_resampled": "string",  # "signs" (cluster bootstrap, runs) or "trials"
     "n_boot": "int64",  # bootstrap replicates of the AUC interval
+    "odds_ratio_ci_low": "float64",  # 95% Wald interval of the odds ratio (covariance below)
+    "odds_ratio_ci_high": "float64",
+    "odds_ratio_p": "float64",  # Wald p-value of the logistic slope, same covariance
+    "odds_ratio_cov": "string",  # "cluster" (sandwich over signs, statsmodels) or "model"
 }
 
 SUMMARY_FACTORS: Final[tuple[str, ...]] = (

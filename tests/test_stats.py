@@ -19,6 +19,7 @@ from leafattack.analysis.stats import (
     bootstrap_auc_ci,
     correlation_table,
     format_correlation_table,
+    logistic_fit,
     logistic_odds_ratio,
     pearson,
     point_biserial,
@@ -404,6 +405,61 @@ def test_logistic_odds_ratio_degenerate_cases() -> None:
     assert math.isnan(logistic_odds_ratio(x[:2], np.array([0, 1])))  # n < 3
 
 
+def reference_cluster_sandwich(z: np.ndarray, y: np.ndarray, groups: np.ndarray) -> float:
+    """Standard error of the slope: the CR1 sandwich written out by hand (Newton fit,
+    bread = inverse information, meat = sum over clusters of score outer products, scaled
+    by G/(G-1) * (n-1)/(n-k))."""
+    design = np.column_stack([np.ones(z.size), z])
+    beta = np.zeros(2)
+    for _ in range(50):
+        prob = 1 / (1 + np.exp(-(design @ beta)))
+        info = design.T @ (design * (prob * (1 - prob))[:, None])
+        beta = beta + np.linalg.solve(info, design.T @ (y - prob))
+    prob = 1 / (1 + np.exp(-(design @ beta)))
+    bread = np.linalg.inv(design.T @ (design * (prob * (1 - prob))[:, None]))
+    scores = design * (y - prob)[:, None]
+    labels = np.unique(groups)
+    meat = np.zeros((2, 2))
+    for g in labels:
+        s = scores[groups == g].sum(axis=0)
+        meat += np.outer(s, s)
+    n, k, n_groups = z.size, 2, labels.size
+    scale = n_groups / (n_groups - 1) * (n - 1) / (n - k)
+    return float(np.sqrt(scale * (bread @ meat @ bread)[1, 1]))
+
+
+def test_logistic_fit_cluster_interval_matches_a_hand_written_sandwich() -> None:
+    rng = np.random.default_rng(21)
+    n_signs, per_sign = 12, 40
+    groups = np.repeat(np.arange(n_signs), per_sign)
+    sign_effect = rng.normal(0, 1.5, n_signs)[groups]  # signs differ strongly
+    x = rng.normal(size=groups.size) + 0.8 * sign_effect
+    z = (x - x.mean()) / x.std(ddof=1)
+    y = (rng.random(groups.size) < 1 / (1 + np.exp(-(-1 + 0.7 * z + sign_effect)))).astype(float)
+    fit = logistic_fit(x, y, clusters=groups)
+    se = reference_cluster_sandwich(z, y, groups)
+    slope = math.log(fit.odds_ratio)
+    assert fit.robust == "cluster"
+    assert fit.ci_low == pytest.approx(math.exp(slope - 1.959963984540054 * se), rel=1e-4)
+    assert fit.ci_high == pytest.approx(math.exp(slope + 1.959963984540054 * se), rel=1e-4)
+    assert fit.p_value == pytest.approx(2 * sps.norm.sf(abs(slope) / se), rel=1e-3)
+    # Trials of one sign are not independent: the model-based interval is narrower.
+    plain = logistic_fit(x, y)
+    assert plain.robust == "model" and plain.odds_ratio == pytest.approx(fit.odds_ratio)
+    assert math.log(plain.ci_high / plain.ci_low) < math.log(fit.ci_high / fit.ci_low)
+
+
+def test_logistic_fit_degenerate_and_single_cluster() -> None:
+    x = np.arange(10.0)
+    sep = logistic_fit(x, x >= 5, clusters=np.zeros(10))
+    assert sep.odds_ratio == math.inf and math.isnan(sep.ci_low) and math.isnan(sep.p_value)
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=50)
+    y = rng.random(50) < 0.5
+    one = logistic_fit(x, y, clusters=np.zeros(50))  # one cluster: no robust covariance
+    assert math.isfinite(one.odds_ratio) and math.isnan(one.ci_low)
+
+
 # --------------------------------------------------------------------------- BH
 
 
@@ -567,7 +623,7 @@ def test_correlation_table_adjusts_p_within_subset_and_target(table: pd.DataFram
 
 
 def test_correlation_table_degenerate_subsets_are_nan(table: pd.DataFrame) -> None:
-    labels = ("subset", "target", "metric", "n", "auc_ci_resampled", "n_boot")
+    labels = ("subset", "target", "metric", "n", "auc_ci_resampled", "n_boot", "odds_ratio_cov")
     stats_cols = [c for c in CORRELATION_COLUMNS if c not in labels]
     ash = table[(table.subset == "species=ash") & (table.target == "success")]
     assert list(ash.n) == [4, 4, 4]

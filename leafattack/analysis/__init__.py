@@ -35,10 +35,12 @@ from leafattack.analysis.edges import (
 )
 from leafattack.analysis.stats import (
     Z_95,
+    LogisticFit,
     benjamini_hochberg,
     bootstrap_auc_ci,
     correlation_table,
     format_correlation_table,
+    logistic_fit,
     logistic_odds_ratio,
     pearson,
     point_biserial,
@@ -88,6 +90,8 @@ __all__ = [
     "edges_lost",
     "format_correlation_table",
     "interior_edges_lost",
+    "LogisticFit",
+    "logistic_fit",
     "logistic_odds_ratio",
     "pearson",
     "point_biserial",

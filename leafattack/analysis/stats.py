@@ -4,7 +4,7 @@ Everything here is pure numpy / scipy and deterministic given its ``seed``:
 
 * :func:`wilson_interval` for success rates (summary.csv);
 * :func:`point_biserial`, :func:`spearman`, :func:`roc_auc`,
-  :func:`bootstrap_auc_ci`, :func:`logistic_odds_ratio` and
+  :func:`bootstrap_auc_ci`, :func:`logistic_fit` / :func:`logistic_odds_ratio` and
   :func:`benjamini_hochberg` for how well an edge metric predicts success;
 * :func:`correlation_table` assembles them into the rows of correlation.csv
   (``leafattack.schema.CORRELATION_COLUMNS``) and
@@ -17,8 +17,9 @@ What scipy provides is computed by scipy: :func:`pearson`
 These wrappers only add the missing-value and degenerate-input handling below.
 Hand-written are what scipy lacks or offers only far slower:
 :func:`wilson_interval` (a vectorised closed form; ``binomtest`` is per scalar),
-:func:`bootstrap_auc_ci` (``scipy.stats.bootstrap`` is over 20x slower here) and
-:func:`logistic_odds_ratio` (scipy has no logistic regression).
+:func:`bootstrap_auc_ci` (``scipy.stats.bootstrap`` is over 20x slower here).
+The logistic fit (:func:`logistic_fit`, :func:`logistic_odds_ratio`) is statsmodels',
+with its cluster-robust covariance when the trials are grouped by sign.
 
 Missing values: every function drops the observations in which any of its
 inputs is NaN before computing. Degenerate input (fewer than three
@@ -32,10 +33,12 @@ import math
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Final
 
 import numpy as np
 import pandas as pd
+import statsmodels.api as sm
 from scipy import special, stats
 
 from leafattack.analysis.cluster import cluster_bootstrap_auc_ci
@@ -325,82 +328,115 @@ def bootstrap_auc_ci(
     return float(low), float(high)
 
 
-def logistic_odds_ratio(x: np.ndarray, success: np.ndarray) -> float:
-    """Odds ratio of success per standard deviation of ``x``, from a logistic fit.
+@dataclass(frozen=True)
+class LogisticFit:
+    """A logistic fit of success on one standardised metric (:func:`logistic_fit`).
 
-    Fits ``logit P(success) = a + b * z`` by maximum likelihood (Newton-Raphson
-    with step halving), where ``z = (x - mean(x)) / std(x)`` (sample standard
-    deviation, ddof = 1), and returns ``exp(b)``. Hand-written: scipy has no
-    logistic regression.
+    Attributes:
+        odds_ratio: ``exp(b)``, odds of success per standard deviation of the metric, > 0
+            (``inf`` / ``0.0`` under perfect separation; NaN when degenerate).
+        ci_low, ci_high: 95 % Wald interval of the odds ratio, from the cluster-robust
+            covariance when clusters were given, else the model-based one (NaN when the
+            fit is degenerate or separated).
+        p_value: two-sided Wald p-value of ``b = 0``, same covariance (NaN likewise).
+        robust: ``"cluster"`` (sandwich covariance over clusters) or ``"model"``.
+    """
+
+    odds_ratio: float
+    ci_low: float = math.nan
+    ci_high: float = math.nan
+    p_value: float = math.nan
+    robust: str = "model"
+
+
+def logistic_fit(
+    x: np.ndarray, success: np.ndarray, clusters: np.ndarray | None = None
+) -> LogisticFit:
+    """Logistic regression of success on ``z = (x - mean) / sd`` (sd with ddof = 1).
+
+    Fitted by statsmodels (``Logit``, Newton's method). With ``clusters`` the covariance
+    is statsmodels' cluster-robust sandwich (``cov_type="cluster"``, its default
+    small-sample correction): trials of one sign are not independent, so the interval and
+    p-value are at the level of the clusters. Needs at least 2 clusters for the robust
+    covariance; with fewer the interval and p-value are NaN.
+
+    Args:
+        x: float (n,); success: bool or 0/1 (n,); clusters: (n,) labels or None. Rows
+            where ``x`` or ``success`` is NaN are dropped.
+
+    Returns:
+        A :class:`LogisticFit`. Perfect or quasi-perfect separation (every success has
+        ``x`` >= every failure, or <=) gives ``odds_ratio`` ``inf`` or ``0.0`` and NaN
+        interval; fewer than 3 complete pairs, a constant ``x`` or one outcome class give
+        NaN everywhere.
+
+    Example:
+        >>> x = np.array([0.0, 1.0, 2.0, 3.0, 4.0, 5.0])
+        >>> round(logistic_fit(x, np.array([0, 1, 0, 1, 0, 1])).odds_ratio, 3)
+        1.966
+        >>> logistic_fit(x, np.array([0, 0, 0, 1, 1, 1])).odds_ratio
+        inf
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y_all = np.asarray(success, dtype=np.float64)
+    keep = ~(np.isnan(x) | np.isnan(y_all))
+    xs, y = x[keep], y_all[keep]
+    _binary("success", y)
+    robust = "model" if clusters is None else "cluster"
+    nan = LogisticFit(math.nan, robust=robust)
+    n = y.size
+    if n < 3:
+        return nan
+    n_success = int(y.sum())
+    if n_success == 0 or n_success == n:
+        return nan
+    sd = float(np.std(xs, ddof=1))
+    if not sd > 0 or np.all(xs == xs[0]):
+        return nan
+    z = (xs - xs.mean()) / sd
+    ok = y == 1
+    if z[~ok].max() <= z[ok].min():
+        return LogisticFit(math.inf, robust=robust)
+    if z[ok].max() <= z[~ok].min():
+        return LogisticFit(0.0, robust=robust)
+    design = np.column_stack([np.ones(n), z])
+    cov: dict[str, Any] = {}
+    groups = None
+    if clusters is not None:
+        groups = pd.factorize(np.asarray(clusters)[keep])[0]
+        if np.unique(groups).size >= 2:
+            cov = {"cov_type": "cluster", "cov_kwds": {"groups": groups}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # convergence chatter; the result is checked below
+        try:
+            result = sm.Logit(y, design).fit(disp=0, maxiter=100, **cov)
+        except (np.linalg.LinAlgError, ValueError):
+            return nan
+    slope = float(result.params[1])
+    with np.errstate(over="ignore"):
+        odds = float(np.exp(slope))
+    if clusters is not None and not cov:
+        return LogisticFit(odds, robust=robust)
+    se = float(np.sqrt(result.cov_params()[1, 1]))
+    if not math.isfinite(se) or se <= 0:
+        return LogisticFit(odds, robust=robust)
+    half = Z_95 * se
+    with np.errstate(over="ignore"):
+        low, high = float(np.exp(slope - half)), float(np.exp(slope + half))
+    return LogisticFit(odds, low, high, float(result.pvalues[1]), robust)
+
+
+def logistic_odds_ratio(x: np.ndarray, success: np.ndarray) -> float:
+    """Odds ratio of success per standard deviation of ``x``: :func:`logistic_fit`'s.
 
     Args:
         x: float (n,); success: bool or 0/1 (n,). NaN pairs are dropped.
 
     Returns:
-        The odds ratio, > 0. When the data are perfectly or quasi-perfectly
-        separated (every success has ``x`` >= every failure, or <=) the
-        maximum-likelihood slope is infinite and the result is ``inf`` (success
-        grows with ``x``) or ``0.0`` (it falls). NaN for fewer than 3 complete
-        pairs, a constant ``x``, or only one outcome class.
-
-    Example:
-        >>> x = np.array([0.0, 1.0, 2.0, 3.0, 4.0, 5.0])
-        >>> round(logistic_odds_ratio(x, np.array([0, 1, 0, 1, 0, 1])), 3)
-        1.966
-        >>> logistic_odds_ratio(x, np.array([0, 0, 0, 1, 1, 1]))
-        inf
+        ``logistic_fit(x, success).odds_ratio`` (> 0, ``inf``/``0.0`` under separation,
+        NaN when degenerate).
     """
-    xs, y = _complete(x, success)
-    _binary("success", y)
-    n = y.size
-    if n < 3:
-        return math.nan
-    n_success = int(y.sum())
-    if n_success == 0 or n_success == n:
-        return math.nan
-    sd = float(np.std(xs, ddof=1))
-    if not sd > 0 or np.all(xs == xs[0]):
-        return math.nan
-    z = (xs - xs.mean()) / sd
-    ok = y == 1
-    if z[~ok].max() <= z[ok].min():
-        return math.inf
-    if z[ok].max() <= z[~ok].min():
-        return 0.0
-
-    design = np.column_stack([np.ones(n), z])
-
-    def loglik(beta: np.ndarray) -> float:
-        eta = design @ beta
-        # log(1 + exp(eta)) computed stably
-        return float(y @ eta - np.logaddexp(0.0, eta).sum())
-
-    mean_y = n_success / n
-    beta = np.array([math.log(mean_y / (1 - mean_y)), 0.0])
-    current = loglik(beta)
-    for _ in range(100):
-        prob = special.expit(design @ beta)
-        gradient = design.T @ (y - prob)
-        weights = prob * (1 - prob)
-        hessian = design.T @ (design * weights[:, None])
-        try:
-            step = np.linalg.solve(hessian, gradient)
-        except np.linalg.LinAlgError:
-            break
-        scale = 1.0
-        while scale > 1e-10:
-            candidate = beta + scale * step
-            value = loglik(candidate)
-            if value >= current - 1e-12:
-                break
-            scale /= 2
-        else:
-            break
-        beta, current = candidate, value
-        if np.max(np.abs(scale * step)) < 1e-10:
-            break
-    with np.errstate(over="ignore"):
-        return float(np.exp(beta[1]))
+    return logistic_fit(x, success).odds_ratio
 
 
 def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
@@ -478,7 +514,8 @@ def _target_stats(
     xs, ys = _complete(x, y)
     row: dict[str, float | int | str] = {"n": xs.size}
     r, p = point_biserial(xs, ys) if target == _SUCCESS else pearson(xs, ys)
-    auc = low = high = odds = math.nan
+    auc = low = high = math.nan
+    fit = LogisticFit(math.nan, robust="")  # the success target only
     # A NaN r means n < 3, a constant metric or a constant target: all statistics stay NaN.
     if target == _SUCCESS and not math.isnan(r):
         auc = roc_auc(xs, ys)
@@ -486,7 +523,7 @@ def _target_stats(
             low, high = bootstrap_auc_ci(xs, ys, n_boot=n_boot, seed=seed)
         else:
             low, high = cluster_bootstrap_auc_ci(xs, ys, clusters, n_boot=n_boot, seed=seed)
-        odds = logistic_odds_ratio(xs, ys)
+        fit = logistic_fit(xs, ys, clusters)
     rho, rho_p = spearman(xs, ys)
     row.update(
         point_biserial_r=r,
@@ -496,7 +533,11 @@ def _target_stats(
         auc=auc,
         auc_ci_low=low,
         auc_ci_high=high,
-        odds_ratio=odds,
+        odds_ratio=fit.odds_ratio,
+        odds_ratio_ci_low=fit.ci_low,
+        odds_ratio_ci_high=fit.ci_high,
+        odds_ratio_p=fit.p_value,
+        odds_ratio_cov=fit.robust,
         auc_ci_resampled="trials" if clusters is None else "signs",
         n_boot=n_boot,
     )

@@ -775,7 +775,7 @@ def correlation_html(correlation: pd.DataFrame, subset: str = "all") -> str:
     out = [
         '<table class="corr" id="correlation-table"><thead><tr><th>target</th><th>metric</th>'
         "<th>n</th><th>r</th><th>p (BH)</th><th>Spearman \u03c1</th><th>AUC [95% CI]</th>"
-        "<th>odds ratio / SD</th></tr></thead><tbody>"
+        "<th>odds ratio / SD [95% CI]</th></tr></thead><tbody>"
     ]
     for target in dict.fromkeys(rows["target"].astype(str)):
         part = rows[rows["target"].astype(str) == target].copy()
@@ -785,12 +785,18 @@ def correlation_html(correlation: pd.DataFrame, subset: str = "all") -> str:
             auc = num(rec["auc"], ".3f")
             if auc != "\u2013":
                 auc += f" [{num(rec['auc_ci_low'], '.3f')}, {num(rec['auc_ci_high'], '.3f')}]"
+            odds = num(rec["odds_ratio"], ".3g")
+            if not pd.isna(rec.get("odds_ratio_ci_low", math.nan)):  # older tables lack it
+                odds += (
+                    f" [{num(rec['odds_ratio_ci_low'], '.3g')}, "
+                    f"{num(rec['odds_ratio_ci_high'], '.3g')}]"
+                )
             out.append(
                 f"<tr><td>{esc(target)}</td><td>{esc(rec['metric'])}</td><td>{int(rec['n'])}</td>"
                 f"<td>{num(rec['point_biserial_r'], '+.3f')}</td>"
                 f"<td>{pval(rec['p_adjusted'])}</td>"
                 f"<td>{num(rec['spearman_rho'], '+.3f')}</td><td>{auc}</td>"
-                f"<td>{num(rec['odds_ratio'], '.3g')}</td></tr>"
+                f"<td>{odds}</td></tr>"
             )
     out.append("</tbody></table>")
     return "".join(out)
