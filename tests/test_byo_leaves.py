@@ -82,9 +82,7 @@ def test_a_leaf_folder_without_species_uses_all_of_them(own_library: Path) -> No
     # a config file's species survives a later --leaves flag
     later = config_from_mapping({"leaves": str(own_library)}, base=given)
     assert later.grid.species == ("elm",)
-    assert search_config_from_mapping({"leaves": str(own_library)}).run.grid.species == (
-        "all",
-    )
+    assert search_config_from_mapping({"leaves": str(own_library)}).run.grid.species == ("all",)
 
 
 def test_run_on_own_folder_with_free_colour_labels(own_library: Path, tmp_path: Path) -> None:

@@ -96,6 +96,4 @@ def test_factory_run_directories_name_module_and_factory() -> None:
     assert name.startswith("fixture_models.template-") and len(name.split("-")[-1]) == 8
     assert default_out(config_from_mapping({})).name.startswith("default-")
     assert default_out(config_from_mapping({"model": "x/net.pt2"})).name.startswith("net-")
-    assert default_out(config_from_mapping({"model": "torchscript:a/ts.pt"})).name.startswith(
-        "ts-"
-    )
+    assert default_out(config_from_mapping({"model": "torchscript:a/ts.pt"})).name.startswith("ts-")

@@ -93,9 +93,7 @@ def test_printed_summary_keeps_its_columns_with_long_class_names() -> None:
 def test_top_confusions_count_pairs() -> None:
     t = _trials(list(GTSRB_CLASSES))
     top = top_confusions(t, n=10)
-    pairs = Counter(
-        (a, b) for a, b in zip(t["true_name"], t["pred_name"], strict=True) if a != b
-    )
+    pairs = Counter((a, b) for a, b in zip(t["true_name"], t["pred_name"], strict=True) if a != b)
     expected = sorted(pairs.items(), key=lambda kv: (-kv[1], kv[0][0], kv[0][1]))[:10]
     assert list(zip(top["true_name"], top["pred_name"], top["trials"], strict=True)) == [
         (a, b, k) for (a, b), k in expected

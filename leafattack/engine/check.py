@@ -145,12 +145,14 @@ def format_model_check(
         "",
         f"accuracy: {res.n_correct}/{res.n_signs} ({res.accuracy:.1%}) on the signs of "
         f"{signs.source or 'the sign set'} as given, squared to {sign_size} px"
-        + (f"; {res.n_skipped} signs of classes the model does not know left out"
-           if res.n_skipped else ""),
+        + (
+            f"; {res.n_skipped} signs of classes the model does not know left out"
+            if res.n_skipped
+            else ""
+        ),
         f"batch-size independence on {res.n_probe} signs: max |logit difference| "
         f"{res.max_diff_single:.2g} (one at a time), {res.max_diff_shuffled:.2g} (shuffled), "
-        f"tolerance {res.tolerance:.2g}: "
-        + ("ok" if res.batch_independent else "FLAGGED"),
+        f"tolerance {res.tolerance:.2g}: " + ("ok" if res.batch_independent else "FLAGGED"),
     ]
     if not res.batch_independent:
         lines.append(

@@ -63,7 +63,7 @@ def fig_top_confusions(trials: pd.DataFrame, n: int = 20) -> Figure:
         The figure; its axes' bar heights are the pairs' trial counts, top pair first.
     """
     top = top_confusions(trials, n)
-    fig = Figure(figsize=(9.0, 1.6 + 0.32 * max(len(top), 1)), layout="constrained")
+    fig = Figure(figsize=(10.0, 1.8 + 0.32 * max(len(top), 1)), layout="constrained")
     ax = fig.add_subplot()
     if top.empty:
         ax.text(0.5, 0.5, "no trial changed the prediction", ha="center", va="center")
@@ -78,18 +78,19 @@ def fig_top_confusions(trials: pd.DataFrame, n: int = 20) -> Figure:
     for yi, (k, share, signs) in enumerate(
         zip(top["trials"], top["share"], top["signs"], strict=True)
     ):
+        sign_word = "sign" if int(signs) == 1 else "signs"
         ax.text(
-            float(k), yi, f"  {int(k)} ({share:.0%} of the class; {int(signs)} signs)",
+            float(k), yi, f" {int(k)}: {share:.0%} of the class, {int(signs)} {sign_word}",
             va="center", fontsize=7.5,
         )  # fmt: skip
     ax.set_yticks(y, labels)
     ax.invert_yaxis()
     ax.tick_params(labelsize=8)
-    ax.set_xlim(0, float(top["trials"].max()) * 1.45)
+    ax.set_xlim(0, float(top["trials"].max()) * 1.6)
     ax.set_xlabel("attacked trials with this prediction")
     ax.set_title(
-        f"Top {len(top)} confusions under attack (true \u2192 predicted; {n_classes(trials)} "
-        f"classes, too many for a matrix; {len(trials)} trials)",
+        f"Top {len(top)} confusions under attack (true \u2192 predicted)\n"
+        f"{n_classes(trials)} classes, too many for a matrix; {len(trials)} attacked trials",
         fontsize=10,
     )
     return fig

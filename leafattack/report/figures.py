@@ -46,7 +46,7 @@ from matplotlib.ticker import PercentFormatter
 from leafattack.analysis.edges import EdgeConfig, canny_batch
 from leafattack.analysis.summary import coverage_bins, rate_by
 from leafattack.errors import LeafattackError
-from leafattack.report.text import wrap_title
+from leafattack.report.text import shorten, wrap_title
 
 log = logging.getLogger(__name__)
 
@@ -311,7 +311,10 @@ def fig_position_heatmaps(
     )
     fig.supxlabel("leaf centre x (fraction of sign width)", fontsize=9)
     fig.supylabel("leaf centre y (fraction of sign height)", fontsize=9)
-    cbar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes, shrink=0.85, aspect=30)
+    shrink = 0.85 if nrows <= 3 else max(0.2, 2.6 / nrows)  # many classes: a short bar
+    cbar = fig.colorbar(
+        ScalarMappable(norm=norm, cmap=cmap), ax=axes, shrink=shrink, aspect=30 * shrink / 0.85
+    )
     cbar.set_label("success rate" if value == "success" else "mean p(true class)")
     if value == "success":
         cbar.ax.yaxis.set_major_formatter(PercentFormatter(1.0))
@@ -739,9 +742,10 @@ def fig_gallery(
         axes = sf.subplots(1, 4)
         true_name, pred_name = str(row["true_name"]), str(row["pred_name"])
         cc = f" {float(clean_conf[i]):.2f}" if clean_conf is not None else ""
+        short_true, short_pred = shorten(true_name, 20), shorten(pred_name, 20)  # panel width
         panels = (
-            (clean_images[i], None, f"clean\n{true_name}{cc}"),
-            (attacked_images[i], None, f"attacked\n{pred_name} {float(row['pred_conf']):.2f}"),
+            (clean_images[i], None, f"clean\n{short_true}{cc}"),
+            (attacked_images[i], None, f"attacked\n{short_pred} {float(row['pred_conf']):.2f}"),
             (edges_clean[i], "gray_r", "Canny, clean"),
             (edges_attacked[i], "gray_r", "Canny, attacked"),
         )

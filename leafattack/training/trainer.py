@@ -347,7 +347,8 @@ def train(config: TrainConfig) -> TrainResult:
             "epochs": config.epochs,
             "variants": per_image,
             "leaf_augment": config.leaf_augment,
-            "augment_leaves": config.augment_leaves,
+            # only with augmentation, so checkpoints without it keep their bytes
+            **({"augment_leaves": config.augment_leaves} if config.leaf_augment else {}),
         },
         split=split.to_json(),
     )
