@@ -264,8 +264,9 @@ def _grid_figures(grid_dir: Path, boot: BootSpec) -> dict[str, Any]:
     cs = pd.read_csv(controls_path) if controls_path.exists() else pd.DataFrame()
     grey = None
     if len(cs):
-        grey = _overall(cs[(cs["control"] == CONTROL) & (cs["factor"] == "overall")], "control",
-                        CONTROL)
+        grey = _overall(
+            cs[(cs["control"] == CONTROL) & (cs["factor"] == "overall")], "control", CONTROL
+        )
     e = nan3 if grey is None else (grey["excess"], grey["excess_ci_low"], grey["excess_ci_high"])
     row.update(zip(_interval("grey_excess"), e, strict=True))
     return row
@@ -278,16 +279,28 @@ def _interval(name: str) -> tuple[str, str, str]:
 def _survival(grid_dir: Path, protocol: Protocol, device: str, quiet: bool) -> dict[str, Any]:
     best = pd.read_csv(grid_dir / "best.csv") if (grid_dir / "best.csv").exists() else None
     if best is None or not bool(best.get("success", pd.Series(dtype=bool)).astype(bool).any()):
-        return dict(zip(("survival_signs", *_interval("survival")), (0, *(math.nan,) * 3),
-                        strict=True))
-    res = robustness(grid_dir, views=protocol.views, view_spec=protocol.view_spec,
-                     seed=protocol.seed, device=device, quiet=quiet)
+        return dict(
+            zip(("survival_signs", *_interval("survival")), (0, *(math.nan,) * 3), strict=True)
+        )
+    res = robustness(
+        grid_dir,
+        views=protocol.views,
+        view_spec=protocol.view_spec,
+        seed=protocol.seed,
+        device=device,
+        quiet=quiet,
+    )
     s = _overall(res.summary, "factor", "overall")
     if s is None:
-        return dict(zip(("survival_signs", *_interval("survival")), (0, *(math.nan,) * 3),
-                        strict=True))
-    return {"survival_signs": int(s["signs"]), "survival": float(s["rate"]),
-            "survival_ci_low": float(s["ci_low"]), "survival_ci_high": float(s["ci_high"])}
+        return dict(
+            zip(("survival_signs", *_interval("survival")), (0, *(math.nan,) * 3), strict=True)
+        )
+    return {
+        "survival_signs": int(s["signs"]),
+        "survival": float(s["rate"]),
+        "survival_ci_low": float(s["ci_low"]),
+        "survival_ci_high": float(s["ci_high"]),
+    }
 
 
 def _search_figures(
@@ -336,16 +349,19 @@ def _benchmark_model(
     )
     grid_dir = model_dir / "grid"
     log.info("benchmark %s: grid run with %s controls", name, CONTROL)
-    run(RunConfig(**{**_fields(base), "grid": protocol.grid, "out": str(grid_dir)}),
-        controls=(CONTROL,))
+    run(
+        RunConfig(**{**_fields(base), "grid": protocol.grid, "out": str(grid_dir)}),
+        controls=(CONTROL,),
+    )
     row = _grid_figures(grid_dir, boot)
     log.info("benchmark %s: survival under %d views", name, protocol.views)
     row.update(_survival(grid_dir, protocol, device, quiet))
     curves = []
     for k in schema.LEADERBOARD_LEAVES:
         search_dir = model_dir / f"search-k{k}"
-        log.info("benchmark %s: %s search, K=%d, budget %d", name, protocol.method, k,
-                 protocol.budget)
+        log.info(
+            "benchmark %s: %s search, K=%d, budget %d", name, protocol.method, k, protocol.budget
+        )
         search(
             SearchConfig(
                 run=RunConfig(**{**_fields(base), "out": str(search_dir)}),
@@ -464,7 +480,13 @@ def benchmark(
             reused.append(name)
         else:
             figures, curve = _benchmark_model(
-                name, spec, signs, model_dir, proto, device=device, quiet=quiet,
+                name,
+                spec,
+                signs,
+                model_dir,
+                proto,
+                device=device,
+                quiet=quiet,
                 trust_torchscript=trust_torchscript,
             )
             row = {

@@ -21,7 +21,13 @@ from PIL import Image
 
 from leafattack import schema
 from leafattack.analysis.leaderboard import robust_by_sign, sign_rate
-from leafattack.benchmark import PROTOCOL_VERSION, BenchmarkResult, Protocol, benchmark, parse_models
+from leafattack.benchmark import (
+    PROTOCOL_VERSION,
+    BenchmarkResult,
+    Protocol,
+    benchmark,
+    parse_models,
+)
 from leafattack.cli import main
 from leafattack.errors import LeafattackError
 from leafattack.grid import GridSpec
@@ -131,8 +137,13 @@ def test_robust_by_sign_against_a_loop() -> None:
     best = pd.DataFrame({"sign_id": [0, 1, 2, 4], "first_success": [0, 5, 50, 10]})
     got = robust_by_sign(clean, best, [1, 10, 100])
     expected = np.array(
-        [[True, True, True], [True, False, False], [True, True, False], [False] * 3,
-         [True, False, False]]
+        [
+            [True, True, True],
+            [True, False, False],
+            [True, True, False],
+            [False] * 3,
+            [True, False, False],
+        ]
     )
     assert np.array_equal(got, expected)
     rate, lo, hi = sign_rate(got[:, 1], clean["sign_id"].to_numpy())
@@ -159,8 +170,14 @@ def test_other_settings_in_the_same_folder_are_refused(
     bench: BenchmarkResult, signs4: Path
 ) -> None:
     with pytest.raises(LeafattackError, match="other spec, signs or settings"):
-        benchmark(MODELS, str(signs4), out=bench.out, protocol=_protocol(budget=30),
-                  device="cpu", quiet=True)
+        benchmark(
+            MODELS,
+            str(signs4),
+            out=bench.out,
+            protocol=_protocol(budget=30),
+            device="cpu",
+            quiet=True,
+        )
 
 
 # ------------------------------------------------------------------------------- bad input
@@ -168,7 +185,9 @@ def test_other_settings_in_the_same_folder_are_refused(
 
 def test_parse_models_names() -> None:
     assert parse_models(["default", "robust=models/r.pt", " torchscript:/x/m.ts ", ""]) == [
-        ("default", "default"), ("robust", "models/r.pt"), ("m", "torchscript:/x/m.ts")
+        ("default", "default"),
+        ("robust", "models/r.pt"),
+        ("m", "torchscript:/x/m.ts"),
     ]
     with pytest.raises(LeafattackError, match="duplicate model name"):
         parse_models(["a/m.pt", "b/m.pt"])
@@ -179,8 +198,10 @@ def test_parse_models_names() -> None:
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["--models", "fixture_models:template,template=fixture_models:template_bilinear"],
-         "duplicate model name(s) template"),
+        (
+            ["--models", "fixture_models:template,template=fixture_models:template_bilinear"],
+            "duplicate model name(s) template",
+        ),
         (["--models", "fixture_models:gtsrb_mean"], "does not match the signs"),
         (["--models", "fixture_models:template", "--budget", "9"], "budget=9"),
     ],
@@ -202,8 +223,18 @@ def test_a_folder_of_another_protocol_version_is_refused(
     out = tmp_path / "b"
     out.mkdir()
     (out / "benchmark.json").write_text('{"protocol_version": "0"}\n')
-    code = main(["benchmark", "--models", "fixture_models:template", "--out", str(out),
-                 "--device", "cpu", "--quiet"])
+    code = main(
+        [
+            "benchmark",
+            "--models",
+            "fixture_models:template",
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--quiet",
+        ]
+    )
     assert code == 2
     line = _one_error(capsys)
     assert "protocol version 0" in line and f"expected {PROTOCOL_VERSION}" in line
@@ -232,15 +263,27 @@ def test_leaderboard_renders_in_headless_chromium(bench: BenchmarkResult, tmp_pa
         pytest.skip("chromium not installed (CI installs Debian's chromium package)")
     url = bench.html_path.resolve().as_uri()
     base = [
-        chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-        "--no-first-run", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
     ]
     shot = tmp_path / "shot.png"
-    subprocess.run([*base, f"--screenshot={shot}", "--window-size=1400,1400", url],
-                   capture_output=True, timeout=120, check=True)
-    dom = subprocess.run([*base, "--dump-dom", url], capture_output=True, text=True,
-                         timeout=120, check=True).stdout
+    subprocess.run(
+        [*base, f"--screenshot={shot}", "--window-size=1400,1400", url],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    dom = subprocess.run(
+        [*base, "--dump-dom", url], capture_output=True, text=True, timeout=120, check=True
+    ).stdout
     body = re.search(r"<body([^>]*)>", dom)
     assert body
     attrs = dict(re.findall(r'([\w-]+)="([^"]*)"', body.group(1)))

@@ -57,9 +57,7 @@ def robust_by_sign(clean: pd.DataFrame, best: pd.DataFrame, budgets: Sequence[in
     Returns:
         bool (S, B), rows in the order of ``clean``.
     """
-    first = dict(
-        zip(best["sign_id"].astype(int), best["first_success"].astype(int), strict=True)
-    )
+    first = dict(zip(best["sign_id"].astype(int), best["first_success"].astype(int), strict=True))
     q = np.array([first.get(int(s), 0) for s in clean["sign_id"]], dtype=np.int64)
     correct = clean["correct"].astype(bool).to_numpy()
     b = np.asarray(list(budgets), dtype=np.int64)

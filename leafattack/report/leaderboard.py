@@ -131,7 +131,7 @@ def _table(rows: pd.DataFrame) -> str:
             _cell(r, "clean_accuracy"),
             _cell(r, "grid_success_rate"),
             f'<td class="num">{int(r["grid_signs_fooled"])}/{int(r["grid_signs_attacked"])}'
-            f' ({_rate_text(r, "grid_signs_fooled_rate")})</td>',
+            f" ({_rate_text(r, 'grid_signs_fooled_rate')})</td>",
         ]
         cells += [_cell(r, col) for col, _ in rob]
         cells += [_cell(r, "grey_excess"), _cell(r, "survival")]
