@@ -428,8 +428,10 @@ def format_leaderboard(rows: Any) -> str:
     )
     widths = (8, 8, 9, 8, 8, 11, 8, 8)
     for row in rows.itertuples(index=False):
+        values = [float(getattr(row, c)) for c in cols]
         cells = "".join(
-            f"{float(getattr(row, c)):>{w}.1%}" for c, w in zip(cols, widths, strict=True)
+            f"{v:>{w}.1%}" if v == v else f"{'n/a':>{w}}"  # NaN: not measured
+            for v, w in zip(values, widths, strict=True)
         )
         lines.append(f"{str(row.model):<24}{cells}")
     return "\n".join(lines)

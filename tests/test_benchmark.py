@@ -295,3 +295,16 @@ def test_leaderboard_renders_in_headless_chromium(bench: BenchmarkResult, tmp_pa
     hi, lo = pixels.max(axis=2), pixels.min(axis=2)
     coloured = ((hi - lo) / np.maximum(hi, 1.0) > 0.4) & (hi > 40)
     assert coloured.mean() > 0.001  # the figure's coloured lines are on screen
+
+
+def test_text_table_prints_each_model_and_marks_unmeasured_figures(
+    bench: BenchmarkResult,
+) -> None:
+    from leafattack.cli import format_leaderboard
+
+    lines = format_leaderboard(bench.rows).splitlines()
+    assert len(lines) == 1 + len(NAMES) and "@20" in lines[0]
+    for line, row in zip(lines[1:], bench.rows.itertuples(index=False), strict=True):
+        assert line.split()[0] == row.model
+        assert f"{row.clean_accuracy:.1%}" in line
+        assert "n/a" in line  # robust accuracy at 100 lies beyond the budget of 20
