@@ -49,12 +49,23 @@ def fig_robust_vs_budget(curves: pd.DataFrame) -> Figure:
             x = part["budget"].to_numpy(dtype=float)
             y = part["robust_accuracy"].to_numpy(dtype=float)
             colour = OKABE_ITO[i % len(OKABE_ITO)]
-            ax.plot(x, y, marker="o", ms=3, color=colour, label=name)
+            ax.plot(
+                x,
+                y,
+                marker="osD^v<>"[i % 7],
+                ms=4,
+                color=colour,
+                label=name,
+                ls=("-", "--", ":", "-.")[i % 4],
+            )
             lo = part["robust_accuracy_ci_low"].to_numpy(dtype=float)
             hi = part["robust_accuracy_ci_high"].to_numpy(dtype=float)
             if np.isfinite(lo).any():
                 ax.fill_between(x, lo, hi, color=colour, alpha=0.15, lw=0)
         ax.set_xscale("log")
+        ticks = sorted(int(b) for b in curves["budget"].unique())
+        ax.set_xticks(ticks, [f"{b:,}" for b in ticks], fontsize=7)
+        ax.minorticks_off()
         ax.set_xlabel("queries per sign (budget)")
         ax.set_title(f"{k} lea{'f' if k == 1 else 'ves'} per scene", fontsize=10)
         ax.set_ylim(-0.02, 1.02)
@@ -71,7 +82,8 @@ body { font-family: system-ui, "DejaVu Sans", sans-serif; color: #1a1a1a; margin
   max-width: 1400px; padding: 1.2rem 1.6rem 3rem; line-height: 1.45; background: #fff; }
 h1 { font-size: 1.6rem; } h2 { font-size: 1.2rem; border-bottom: 2px solid #d9d9d9; }
 .sub { color: #5a5a5a; }
-table { border-collapse: collapse; font-size: 0.84rem; margin: 0.4rem 0 1rem; }
+.wide { overflow-x: auto; }
+table { border-collapse: collapse; font-size: 0.8rem; margin: 0.4rem 0 1rem; }
 th, td { border-bottom: 1px solid #d9d9d9; padding: 0.25rem 0.5rem; text-align: left;
   vertical-align: top; }
 th { background: #f6f7f9; }
@@ -103,7 +115,7 @@ def _rate_text(row: pd.Series, name: str) -> str:
     lo, hi = float(row[f"{name}_ci_low"]), float(row[f"{name}_ci_high"])
     sign = "+" if name.endswith("excess") and value > 0 else ""
     band = (
-        f" <small>[{100 * lo:.1f}, {100 * hi:.1f}]</small>"
+        f"<br><small>[{100 * lo:.1f}, {100 * hi:.1f}]</small>"
         if math.isfinite(lo) and math.isfinite(hi)
         else ""
     )
@@ -131,7 +143,7 @@ def _table(rows: pd.DataFrame) -> str:
             _cell(r, "clean_accuracy"),
             _cell(r, "grid_success_rate"),
             f'<td class="num">{int(r["grid_signs_fooled"])}/{int(r["grid_signs_attacked"])}'
-            f" ({_rate_text(r, 'grid_signs_fooled_rate')})</td>",
+            f" = {_rate_text(r, 'grid_signs_fooled_rate')}</td>",
         ]
         cells += [_cell(r, col) for col, _ in rob]
         cells += [_cell(r, "grey_excess"), _cell(r, "survival")]
@@ -173,7 +185,7 @@ def leaderboard_html(rows: pd.DataFrame, curves: pd.DataFrame, figure_png: bytes
         "cut-outs. Survival: the share of seeded viewing changes under which each sign's "
         "best grid attack still succeeds.</p>",
         "<h2>Models</h2>",
-        _table(rows),
+        f'<div class="wide">{_table(rows)}</div>',
         "<h2>Robust accuracy against budget</h2>",
     ]
     if figure_png is not None:
