@@ -298,6 +298,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         variants=args.variants,
         leaf_augment=args.leaf_augment,
         augment_leaves=args.augment_leaves,
+        adversarial_leaves=args.adversarial_leaves,
         input_size=args.input_size,
         quiet=args.quiet,
     )
@@ -478,6 +479,48 @@ def cmd_check_model(args: argparse.Namespace) -> int:
     res = check_model(clf, signs, sign_size=args.sign_size, seed=args.seed)
     print(format_model_check(args.spec, clf, signs, res, args.sign_size))
     return 0 if res.batch_independent else 1
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    from leafattack.benchmark import Protocol, benchmark
+
+    res = benchmark(
+        args.models.split(","),
+        args.signs,
+        out=args.out,
+        protocol=Protocol(budget=args.budget),
+        device=args.device,
+        quiet=args.quiet,
+        trust_torchscript=args.trust_torchscript,
+    )
+    print(f"wrote {res.csv_path} and {res.html_path}")
+    if res.reused:
+        print(f"reused the finished rows of: {', '.join(res.reused)}")
+    print(format_leaderboard(res.rows))
+    return 0
+
+
+def format_leaderboard(rows: Any) -> str:
+    """The leaderboard as a text table: clean and robust accuracy (K=1, 3 at the budget)."""
+    budget = int(rows["budget"].iloc[0]) if len(rows) else 0
+    head = (
+        f"{'model':<24}{'clean':>8}{'grid':>8}{'K=1 @10':>9}{'@100':>8}{f'@{budget}':>8}"
+        f"{'K=3 @' + str(budget):>11}{'grey+':>8}{'surv.':>8}"
+    )
+    lines = [head]
+    cols = (
+        "clean_accuracy", "grid_success_rate", "robust_k1_b10", "robust_k1_b100",
+        "robust_k1_full", "robust_k3_full", "grey_excess", "survival",
+    )
+    widths = (8, 8, 9, 8, 8, 11, 8, 8)
+    for row in rows.itertuples(index=False):
+        values = [float(getattr(row, c)) for c in cols]
+        cells = "".join(
+            f"{v:>{w}.1%}" if v == v else f"{'n/a':>{w}}"  # NaN: not measured
+            for v, w in zip(values, widths, strict=True)
+        )
+        lines.append(f"{str(row.model):<24}{cells}")
+    return "\n".join(lines)
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -730,8 +773,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument(
         "--augment-leaves", default="builtin",
-        help="leaf library the --leaf-augment leaves come from (default builtin; see "
-        "leaves split)",
+        help="leaf library the --leaf-augment or --adversarial-leaves leaves come from "
+        "(default builtin; see leaves split)",
+    )
+    t.add_argument(
+        "--adversarial-leaves",
+        type=int,
+        default=0,
+        metavar="M",
+        help="give each training image the worst, by the current loss, of M random leaf "
+        "scenes (adversarial occlusion training; default 0 = off)",
     )
     t.add_argument("--input-size", type=int, help="model input side (default per arch)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -859,6 +910,24 @@ def build_parser() -> argparse.ArgumentParser:
     cm.add_argument("--seed", type=int, default=0, help="seed of the shuffled batch (default 0)")
     cm.add_argument("--trust-torchscript", action="store_true", help=_TRUST_HELP)
     cm.set_defaults(func=cmd_check_model)
+
+    bm = sub.add_parser(
+        "benchmark",
+        help="the leaf-robustness benchmark: a fixed protocol per model, a leaderboard",
+        description="Per model: clean accuracy, the grid run with the grey control, survival "
+        "under views, and robust accuracy under an adaptive (cmaes) search that queries the "
+        "model itself, at budgets 10, 100 and --budget with one and three leaves. Writes "
+        "leaderboard.csv and leaderboard.html; resumes per model.",
+    )
+    bm.add_argument("--models", required=True, help="comma-separated SPEC or NAME=SPEC")
+    bm.add_argument("--signs", default="builtin", help="sign source (default builtin)")
+    bm.add_argument("--budget", type=int, default=1000, help="full search budget (default 1000)")
+    bm.add_argument("--out", default="results/benchmark", help="benchmark folder")
+    bm.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default auto)")
+    bm.add_argument("--trust-torchscript", action="store_true",
+                    help="allow TorchScript model files (they run code from the file)")
+    bm.add_argument("--quiet", action="store_true", help="no progress bars")
+    bm.set_defaults(func=cmd_benchmark)
 
     i = sub.add_parser(
         "info", help="list sign sources, architectures, species, colours and the model contract"

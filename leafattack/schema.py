@@ -253,3 +253,54 @@ SEARCH_BEST_COLUMNS: Final[dict[str, str]] = {
     "image": "string",  # best/<sign_id>.png, relative to the search directory
 }
 """best.csv of a search: per attacked sign its best scene (leaves: best_leaves.csv)."""
+
+
+# --- The leaf-robustness benchmark (issue 16) -------------------------------------------
+
+LEADERBOARD_BUDGET_LABELS: Final[tuple[str, ...]] = ("b10", "b100", "full")
+"""The budgets of the leaderboard's robust-accuracy columns: 10, 100 and the full budget."""
+
+LEADERBOARD_LEAVES: Final[tuple[int, ...]] = (1, 3)
+"""Leaves per searched scene (K) of the leaderboard's robust-accuracy columns."""
+
+
+def _with_interval(name: str) -> dict[str, str]:
+    return {name: "float64", f"{name}_ci_low": "float64", f"{name}_ci_high": "float64"}
+
+
+LEADERBOARD_COLUMNS: Final[dict[str, str]] = {
+    "protocol_version": "string",
+    "model": "string",  # the model's name on the leaderboard (NAME= or from the spec)
+    "spec": "string",  # the model spec as given
+    "signs": "string",  # the sign source spec
+    "n_signs": "int64",
+    "budget": "int64",  # the full query budget per sign of the searches
+    "method": "string",  # the search method
+    "settings": "string",  # JSON: every protocol setting and the package version
+    # Every rate below has a 95% interval at the level of signs (the sign is the unit).
+    **_with_interval("clean_accuracy"),  # share of signs correct when clean
+    **_with_interval("grid_success_rate"),  # trials of attacked signs; signs(+leaves) bootstrap
+    "grid_signs_attacked": "int64",
+    "grid_signs_fooled": "int64",
+    **_with_interval("grid_signs_fooled_rate"),  # fooled / attacked signs, Wilson
+    **{
+        k: v
+        for n_leaves in LEADERBOARD_LEAVES
+        for label in LEADERBOARD_BUDGET_LABELS
+        for k, v in _with_interval(f"robust_k{n_leaves}_{label}").items()
+    },  # share of all signs correct when clean and not fooled within the budget
+    **_with_interval("grey_excess"),  # grid success of the leaf - of its grey cut-out
+    "survival_signs": "int64",  # signs whose best grid scene succeeded
+    **_with_interval("survival"),  # share of views under which those scenes still succeed
+}
+"""leaderboard.csv of ``leafattack benchmark``: one row per model."""
+
+LEADERBOARD_CURVE_COLUMNS: Final[dict[str, str]] = {
+    "protocol_version": "string",
+    "model": "string",
+    "leaves_per_scene": "int64",
+    "budget": "int64",
+    "signs": "int64",
+    **_with_interval("robust_accuracy"),
+}
+"""leaderboard_curves.csv: robust accuracy against budget, per model and K (the figure)."""

@@ -3,7 +3,9 @@
 Training draws fresh, seeded variants of the sign images every epoch
 (:mod:`leafattack.data.variations`): perspective, lighting, blur, JPEG, noise and cluttered
 backgrounds. Optionally a fraction of them get a random leaf pasted on as a defence
-(``leaf_augment``), through the same batched compositor as the attack.
+(``leaf_augment``), through the same batched compositor as the attack; or every one of them
+gets the worst, by the current loss, of M random leaf scenes (``adversarial_leaves``,
+occlusion training in the manner of DOA).
 
 For a set with one image per class (the built-in signs) the validation set is a fixed
 batch of variants drawn from an independent seed stream; for photo datasets it is a
@@ -24,6 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -47,6 +50,9 @@ from leafattack.models.architectures import build_model, default_input_size
 from leafattack.models.classifier import Classifier, Preprocess, match_classes, resolve_device
 from leafattack.models.loading import save_checkpoint
 
+if TYPE_CHECKING:
+    from leafattack.compose.bank import LeafBank
+
 log = logging.getLogger(__name__)
 
 VALIDATION_SEED_OFFSET = 1_000_003
@@ -69,8 +75,11 @@ class TrainConfig:
         val_fraction: share of photos held out (photo datasets), or validation variants
             relative to one epoch (single-image-per-class sets).
         leaf_augment: probability that a training variant gets a random leaf pasted on.
-        augment_leaves: the leaf library those leaves come from (``builtin`` or a leaf
-            folder; every leaf of it, as shipped).
+        augment_leaves: the leaf library the leaves of ``leaf_augment`` and
+            ``adversarial_leaves`` come from (``builtin`` or a leaf folder; every leaf of it,
+            as shipped).
+        adversarial_leaves: M > 0 gives every training variant the worst, by the model's
+            current loss, of M random one-leaf scenes (0 = off; excludes ``leaf_augment``).
         input_size: model input side (None = the architecture's default).
     """
 
@@ -89,6 +98,7 @@ class TrainConfig:
     augment_leaves: str = "builtin"
     input_size: int | None = None
     quiet: bool = False
+    adversarial_leaves: int = 0
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -100,6 +110,15 @@ class TrainConfig:
         if not 0.0 <= self.leaf_augment <= 1.0:
             raise LeafattackError(
                 f"leaf_augment={self.leaf_augment}: expected a probability in [0, 1]"
+            )
+        if isinstance(self.adversarial_leaves, bool) or not 0 <= self.adversarial_leaves <= 64:
+            raise LeafattackError(
+                f"adversarial_leaves={self.adversarial_leaves}: expected 0 (off) to 64 "
+                f"leaf scenes per training image"
+            )
+        if self.adversarial_leaves and self.leaf_augment:
+            raise LeafattackError(
+                "leaf_augment and adversarial_leaves: expected one of them, not both"
             )
         if self.variants < 0:
             raise LeafattackError(f"variants={self.variants}: expected >= 0 (0 = auto)")
@@ -151,6 +170,52 @@ def _to_tensor(images: np.ndarray) -> torch.Tensor:
 
 LeafPaster = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
+TRAINING_LEAF_SIZES: tuple[float, ...] = (0.2, 0.3, 0.4, 0.5)
+"""Leaf sizes (longest side / image width) of the training defences."""
+
+
+@dataclass(frozen=True, slots=True)
+class _LeafScenes:
+    """A leaf library's leaves at :data:`TRAINING_LEAF_SIZES`, pre-scaled for one image width,
+    with the draw of random one-leaf scenes and their batched rendering."""
+
+    bank: LeafBank
+    n_entries: int
+
+    def draw(self, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(entry, u)``: int64 (n,) bank entries and float32 (n, 3) uniforms (x, y, angle),
+        drawn on the CPU from ``gen``."""
+        entry = torch.randint(0, self.n_entries, (n,), generator=gen)
+        u = torch.rand(n, 3, generator=gen)
+        return entry, u
+
+    def render(self, images: torch.Tensor, entry: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """float32 (n, 3, H, W) in [0, 1]: one leaf on each image (uint8 or float32 [0, 1]),
+        centred at 0.2..0.8 of the width and height, at any angle."""
+        from leafattack.compose.functional import composite
+
+        dev = images.device
+        n, _, h, w = images.shape
+        out, _, _ = composite(
+            images,
+            torch.ones(n, h, w, dtype=torch.bool, device=dev),
+            self.bank,
+            entry.to(dev),
+            (0.2 + 0.6 * u[:, 0]).to(dev),
+            (0.2 + 0.6 * u[:, 1]).to(dev),
+            (360.0 * u[:, 2]).to(dev),
+        )
+        return out
+
+
+def _leaf_scenes(width: int, device: torch.device, leaves_dir: str = "builtin") -> _LeafScenes:
+    from leafattack.compose.bank import build_leaf_bank
+    from leafattack.leaves.library import builtin_leaves_dir, load_leaves
+
+    leaves = load_leaves(builtin_leaves_dir() if leaves_dir == "builtin" else Path(leaves_dir))
+    bank = build_leaf_bank([lf.rgba for lf in leaves], TRAINING_LEAF_SIZES, width, device)
+    return _LeafScenes(bank, len(leaves) * len(TRAINING_LEAF_SIZES))
+
 
 def leaf_paster(
     prob: float, width: int, device: torch.device, leaves_dir: str = "builtin"
@@ -160,14 +225,7 @@ def leaf_paster(
     Args:
         leaves_dir: the leaf library (``builtin`` or a leaf folder); every leaf is used.
     """
-    from leafattack.compose.bank import build_leaf_bank
-    from leafattack.compose.functional import composite
-    from leafattack.leaves.library import builtin_leaves_dir, load_leaves
-
-    leaves = load_leaves(builtin_leaves_dir() if leaves_dir == "builtin" else Path(leaves_dir))
-    sizes = (0.2, 0.3, 0.4, 0.5)
-    bank = build_leaf_bank([lf.rgba for lf in leaves], sizes, width, device)
-    n_entries = len(leaves) * len(sizes)
+    scenes = _leaf_scenes(width, device, leaves_dir)
 
     def paste(batch: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         n = batch.shape[0]
@@ -176,20 +234,55 @@ def leaf_paster(
         if not bool(pick.any()):
             return batch
         idx = torch.nonzero(pick).flatten()
-        m = len(idx)
-        entry = torch.randint(0, n_entries, (m,), generator=gen)
-        out, _, _ = composite(
-            batch[idx],
-            torch.ones(m, batch.shape[2], batch.shape[3], dtype=torch.bool, device=batch.device),
-            bank,
-            entry.to(device),
-            (0.2 + 0.6 * u[idx, 1]).to(device),
-            (0.2 + 0.6 * u[idx, 2]).to(device),
-            (360.0 * u[idx, 3]).to(device),
-        )
+        entry = torch.randint(0, scenes.n_entries, (len(idx),), generator=gen)
+        out = scenes.render(batch[idx], entry, u[idx, 1:])
         res = batch.float().div(255.0) if batch.dtype == torch.uint8 else batch.clone()
         res[idx] = out
         return res
+
+    return paste
+
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""``(images float32 (n, 3, H, W) in [0, 1], labels int64 (n,)) -> float (n,) losses``."""
+
+AdversarialPaster = Callable[[torch.Tensor, torch.Tensor, LossFn, torch.Generator], torch.Tensor]
+
+
+def adversarial_paster(
+    m: int, width: int, device: torch.device, leaves_dir: str = "builtin"
+) -> AdversarialPaster:
+    """A batched worst-of-M leaf occluder for adversarial occlusion training.
+
+    The returned ``paste(batch, labels, loss, gen)`` draws M random one-leaf scenes per
+    image (the scenes of :func:`leaf_paster`: a built-in leaf at 0.2..0.5 of the width,
+    centred at 0.2..0.8, any angle), renders all B x M composites in one batch, scores them
+    with ``loss`` in one call under ``torch.no_grad`` and keeps, per image, the scene of the
+    highest loss (the first on ties).
+
+    Shape:
+        batch: uint8 (B, 3, H, W) or float32 in [0, 1]; labels: int64 (B,).
+        Returns float32 (B, 3, H, W) in [0, 1].
+
+    Example:
+        >>> paste = adversarial_paster(4, 64, torch.device("cpu"))
+        >>> out = paste(batch, labels, per_sample_loss, torch.Generator().manual_seed(0))
+    """
+    if m < 1:
+        raise LeafattackError(f"adversarial_leaves={m}: expected at least 1 scene per image")
+    scenes = _leaf_scenes(width, device, leaves_dir)
+
+    def paste(
+        batch: torch.Tensor, labels: torch.Tensor, loss: LossFn, gen: torch.Generator
+    ) -> torch.Tensor:
+        b = batch.shape[0]
+        entry, u = scenes.draw(b * m, gen)
+        with torch.no_grad():
+            cand = scenes.render(batch.repeat_interleave(m, dim=0), entry, u)
+            scores = loss(cand, labels.repeat_interleave(m, dim=0)).reshape(b, m)
+            worst = scores.argmax(dim=1)
+            rows = torch.arange(b, device=cand.device) * m + worst.to(cand.device)
+            return cand[rows]
 
     return paste
 
@@ -280,6 +373,22 @@ def train(config: TrainConfig) -> TrainResult:
         if config.leaf_augment
         else None
     )
+    adversary = (
+        adversarial_paster(
+            config.adversarial_leaves, 2 * input_size, device, config.augment_leaves
+        )
+        if config.adversarial_leaves
+        else None
+    )
+
+    def current_loss(images: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        # Eval mode: the choice neither updates batch-norm statistics nor draws dropout.
+        module.eval()
+        try:
+            return F.cross_entropy(module(clf.prepare(images)), y, reduction="none")
+        finally:
+            module.train()
+
     val_x, val_y = _to_tensor(val_imgs_np), torch.from_numpy(val_labels_np)
     history = []
     out = Path(config.out)
@@ -307,6 +416,8 @@ def train(config: TrainConfig) -> TrainResult:
                 yb = y_all[idx].to(device)
                 if paster is not None:
                     xb = paster(xb, gen)
+                if adversary is not None:
+                    xb = adversary(xb, yb, current_loss, gen)
                 logits = module(clf.prepare(xb))
                 loss = F.cross_entropy(logits, yb, label_smoothing=0.05)
                 opt.zero_grad(set_to_none=True)
@@ -348,7 +459,16 @@ def train(config: TrainConfig) -> TrainResult:
             "variants": per_image,
             "leaf_augment": config.leaf_augment,
             # only with augmentation, so checkpoints without it keep their bytes
-            **({"augment_leaves": config.augment_leaves} if config.leaf_augment else {}),
+            **(
+                {"augment_leaves": config.augment_leaves}
+                if config.leaf_augment or config.adversarial_leaves
+                else {}
+            ),
+            **(
+                {"adversarial_leaves": config.adversarial_leaves}
+                if config.adversarial_leaves
+                else {}
+            ),
         },
         split=split.to_json(),
     )
