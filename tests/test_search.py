@@ -312,7 +312,7 @@ def test_sigkill_mid_search_resumes_to_identical_bytes(tmp_path: Path, signs4: P
     uninterrupted search."""
     args = [
         sys.executable, "-m", "leafattack", "search", "--signs", str(signs4),
-        "--model", "fixture_models:template", "--method", "evolution", "--budget", "600",
+        "--model", "fixture_models:template", "--method", "evolution", "--budget", "2000",
         "--leaves-per-scene", "2", "--no-stop", "--batch-size", "64", "--device", "cpu",
         "--quiet", "--species", "maple,oak",
     ]
@@ -338,7 +338,7 @@ def test_sigkill_mid_search_resumes_to_identical_bytes(tmp_path: Path, signs4: P
     assert proc.poll() is None, "the search ended before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    total = 4 * 600
+    total = 4 * 2000  # more than FLUSH_ROWS: a flush is durable well before the end
     assert 0 < rows < total
     res = subprocess.run([*args, "--out", str(cut)], env=env, capture_output=True, text=True,
                          timeout=900)
