@@ -497,6 +497,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--workers", type=int, help="Ray actors (default 2)")
     r.add_argument("--gpus-per-worker", type=float, help="GPUs per Ray actor (default 0)")
     r.add_argument("--chunk-size", type=int, help="trials per Ray task (multiple of batch size)")
+    r.add_argument(
+        "--format",
+        dest="trials_format",
+        choices=["auto", "csv", "parquet"],
+        help="trials table: trials.csv, or trials.parquet (needs pyarrow); auto (default): "
+        "Parquet from 2,000,000 trials on when pyarrow is installed",
+    )
     r.set_defaults(func=cmd_run)
 
     _add_search_parser(sub)

@@ -107,8 +107,13 @@ class RunConfig:
     scenes_per_sign: int = 0
     appearance: str = "auto"
     shadow: bool = False
+    trials_format: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.trials_format not in ("auto", "csv", "parquet"):
+            raise LeafattackError(
+                f"trials_format={self.trials_format!r}: expected auto, csv or parquet"
+            )
         if self.appearance not in APPEARANCES:
             raise LeafattackError(
                 f"appearance={self.appearance!r}: expected one of {', '.join(APPEARANCES)}"
@@ -196,6 +201,8 @@ class RunConfig:
             flat["appearance"] = self.appearance
         if self.shadow:
             flat["shadow"] = True
+        if self.trials_format != "auto":
+            flat["trials_format"] = self.trials_format
         if self.scenes_per_sign:  # grid runs keep the keys (and run directory names) they had
             flat["leaves_per_scene"] = self.leaves_per_scene
             flat["scenes_per_sign"] = self.scenes_per_sign
@@ -281,6 +288,7 @@ def config_from_mapping(values: Mapping[str, Any], base: RunConfig | None = None
             "executor",
             "address",
             "appearance",
+            "trials_format",
         ):
             if not isinstance(value, str):
                 raise LeafattackError(f"config key {key!r}: expected a string, got {value!r}")

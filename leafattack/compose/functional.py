@@ -175,23 +175,24 @@ def composite_pooled(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Composite and average-pool by ``stack.factor``, touching only each leaf's window.
 
-    Trials are processed in groups of one leaf size, so that each group's window fits its
-    own leaves (see :func:`composite_pooled_window`).
+    Trials are processed in groups of one bank entry (leaf variant and size), so that each
+    group's window fits its own leaf and every trial of a group samples the same leaf image
+    (which is then not copied per trial; see :func:`composite_pooled_window`). A grid batch
+    holds few entries: trials of one entry are consecutive in trial order.
 
     Returns:
         ``(low, occluded_frac)``: float32 (N, 3, H/f, W/f) in [0, 1] and float32 (N,).
     """
-    size_idx = entry % bank.n_sizes
-    groups = torch.unique(size_idx)
+    groups = torch.unique(entry)
     if len(groups) == 1:
-        return composite_pooled_window(stack, bank, sign, entry, x, y, angle)
+        return composite_pooled_window(stack, bank, sign, entry, x, y, angle, one_entry=True)
     hl, wl = stack.low_size
     low = torch.empty((sign.shape[0], 3, hl, wl), device=stack.low.device)
     occ = torch.empty(sign.shape[0], device=stack.low.device)
     for g in groups:
-        sel = torch.nonzero(size_idx == g).flatten()
+        sel = torch.nonzero(entry == g).flatten()
         low[sel], occ[sel] = composite_pooled_window(
-            stack, bank, sign[sel], entry[sel], x[sel], y[sel], angle[sel]
+            stack, bank, sign[sel], entry[sel], x[sel], y[sel], angle[sel], one_entry=True
         )
     return low, occ
 
@@ -204,6 +205,8 @@ def composite_pooled_window(
     x: torch.Tensor,
     y: torch.Tensor,
     angle: torch.Tensor,
+    *,
+    one_entry: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Composite and average-pool by ``stack.factor`` in one go, touching only the leaf's window.
 
@@ -215,6 +218,7 @@ def composite_pooled_window(
     Args:
         stack: the run's signs; ``sign`` int64 (N,) indexes it.
         bank, entry, x, y, angle: as in :func:`composite`.
+        one_entry: every ``entry`` is the same (its leaf image is then shared, not copied).
 
     Returns:
         ``(low, occluded_frac)``: float32 (N, 3, H/f, W/f) in [0, 1] and float32 (N,).
@@ -224,7 +228,8 @@ def composite_pooled_window(
     h, w = hl * f, wl * f
     dev = stack.low.device
     n = sign.shape[0]
-    radius = float(bank.extent[entry].max()) + 1.0
+    first = entry[:1]
+    radius = float((bank.extent[first] if one_entry else bank.extent[entry]).max()) + 1.0
     k = int(math.ceil((2.0 * radius + f) / f))  # window side in blocks
     win = k * f
     cx, cy = x.float() * w, y.float() * h
@@ -254,9 +259,8 @@ def composite_pooled_window(
         .reshape(n, win, win)
     )
     grid = _window_grid(bank, entry, angle, cx - ox.float(), cy - oy.float(), win, inside)
-    layer = F.grid_sample(
-        bank.images[entry], grid, mode="bilinear", padding_mode="zeros", align_corners=False
-    )
+    leaf = bank.images[first].expand(n, -1, -1, -1) if one_entry else bank.images[entry]
+    layer = F.grid_sample(leaf, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     alpha = layer[:, 3:4]
     delta = torch.addcmul(layer[:, :3], sign_win, alpha, value=-1.0)
     delta_low = F.avg_pool2d(delta, f).permute(0, 2, 3, 1)  # (N, win/f, win/f, 3)
