@@ -17,7 +17,7 @@ import time
 import tomllib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -456,7 +456,7 @@ class PartsLog:
             self.rows = self.parts = self.bytes = 0
             write_atomic(self.progress_path, self._progress_doc())
         else:
-            self.parts, self.bytes = int(parts), int(progress["bytes"])
+            self.parts, self.bytes = int(progress["parts"]), int(progress["bytes"])
             keep = {self._part(i).name for i in range(self.parts)}
             for extra in self.path.iterdir():
                 if extra.name not in keep:  # uncommitted parts, temporary files
@@ -558,7 +558,7 @@ def typed_trials(columns: Mapping[str, Any], dtypes: Mapping[str, str]) -> pd.Da
         if dtype == "float64":
             out[name] = pd.Series(round_like_csv(np.asarray(v, dtype=np.float64)), dtype=dtype)
         else:
-            out[name] = pd.Series(v).astype(dtype)
+            out[name] = pd.Series(v).astype(cast(Any, dtype))
     return pd.DataFrame(out)
 
 
@@ -743,7 +743,7 @@ def iter_trials(
         with open(path, "rb") as f:
             # a batch being written (or killed mid-write) is not read
             source: Any = f if not 0 < done < size else io.BytesIO(f.read(done))
-            reader = pd.read_csv(
+            reader: Any = pd.read_csv(
                 source, usecols=wanted, dtype=dtypes, chunksize=chunk_rows, nrows=limit
             )
             if chunk_rows is None:

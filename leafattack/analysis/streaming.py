@@ -89,9 +89,9 @@ class SummaryAccumulator:
         per_sign = pd.DataFrame({"sign": sign, "ok": ok}).groupby("sign", sort=False)["ok"].sum()
         names = trials["true_name"].astype(object).to_numpy()
         first = pd.Series(names).groupby(sign, sort=False).first()
-        for s, k in per_sign.items():
+        for s, k in zip(per_sign.index.to_numpy(), per_sign.to_numpy(), strict=True):
             self.sign_hits[int(s)] = self.sign_hits.get(int(s), 0) + int(k)
-        for s, name in first.items():
+        for s, name in zip(first.index.to_numpy(), first.to_numpy(), strict=True):
             self.sign_class.setdefault(int(s), str(name))
         batch_best = strongest(trials).drop(columns="rule")
         if self._best is None:

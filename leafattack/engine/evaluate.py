@@ -105,6 +105,8 @@ class BatchEvaluator:
     angles: np.ndarray = field(init=False)
     names: np.ndarray = field(init=False)
     files: np.ndarray = field(init=False)
+    host_extent: np.ndarray = field(init=False)
+    host_group: np.ndarray | None = field(init=False)
     variant_columns: dict[str, np.ndarray] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -116,6 +118,17 @@ class BatchEvaluator:
         self.names = np.array(prep.classifier.class_names, dtype=object)
         self.files = np.array(prep.signs.files, dtype=object)
         self.variant_columns = variant_columns(prep)
+        self.host_extent = prep.bank.extent.cpu().numpy()
+        self.host_group = None if prep.bank_group is None else prep.bank_group.cpu().numpy()
+
+    def _host_entry(self, d: dict[str, np.ndarray]) -> np.ndarray:
+        """The bank entry of each decoded trial, on the host (as :func:`placement_tensors`
+        computes it on the device), so grouping by entry needs no device sync."""
+        prep = self.prep
+        entry = d["variant"] * prep.bank.n_sizes + d["size_idx"]
+        if self.host_group is not None:
+            entry = entry + self.host_group[d["sign"]] * (len(prep.variants) * prep.bank.n_sizes)
+        return entry
 
     def evaluate(self, k0: int, k1: int) -> tuple[dict[str, np.ndarray], torch.Tensor]:
         """Run active trials ``k0..k1``; returns decoded params and (N, K) probabilities.
@@ -145,7 +158,10 @@ class BatchEvaluator:
         elif prep.stack is not None:
             sign, entry, x, y, angle = placement_tensors(prep, d)
             with torch.inference_mode():
-                images, occ = composite_pooled(prep.stack, prep.bank, sign, entry, x, y, angle)
+                images, occ = composite_pooled(
+                    prep.stack, prep.bank, sign, entry, x, y, angle,
+                    host_entry=self._host_entry(d), host_extent=self.host_extent,
+                )
         else:
             images, occ, _ = composite_trials(prep, d)
         probs = classify(prep.classifier, images, prep.config.model)

@@ -105,7 +105,7 @@ def execute_trials(
     """
     attacked = [int(s) for s in np.asarray(prep.sign_ids)[np.asarray(plan.active, dtype=bool)]]
     scenes = isinstance(plan, ScenePlan)
-    if scenes:
+    if isinstance(plan, ScenePlan):
         if prep.config.executor != "local":
             raise LeafattackError(
                 "random multi-leaf scenes run on the local executor only (use --executor local)"
