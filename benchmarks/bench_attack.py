@@ -5,14 +5,16 @@ Usage::
     uv run python benchmarks/bench_attack.py                        # ratio, default grid
     uv run python benchmarks/bench_attack.py --grid 1e6             # ratio, 1,036,800 trials
     uv run python benchmarks/bench_attack.py --grid none --memory 1e6 1e7 \\
-        --memory-model benchmarks.bench_models:tiny_16 --memory-sign-size 32   # peak RSS
+        --memory-null --batch-size 8192 --format parquet                     # peak RSS
 
 The ratio compares, in one process, the trials/s of ``leafattack.run`` (decode,
 composite, classify, judge, format and write the trials, accumulate the summaries) with
 the forward-pass throughput of the same model on ready-made inputs of its input size and
 the same batch size. Bare inference is measured in short slices before and after the run
 (on a shared machine the load changes; the mean of the slices is used, and each slice is
-printed). The memory runs are child processes that report their own peak RSS (``ru_maxrss``
+printed). On a shared machine the ratio of rates per CPU-second of this process
+(``ratio_cpu_time``) is the steadier figure. The memory runs are child processes that
+report their own peak RSS (``ru_maxrss``
 of ``RUSAGE_SELF`` at the end of the run). It prints one JSON document; nothing is
 asserted (speed is not a test).
 """
@@ -49,8 +51,9 @@ def positions_for(trials: float) -> int:
     return max(1, math.ceil(math.sqrt(trials / PER_POSITION)))
 
 
-def bare_rate(model: str, device: str, n: int, batch_size: int) -> float:
-    """Forward passes per second on ``n`` ready-made inputs of the model's input size."""
+def bare_rate(model: str, device: str, n: int, batch_size: int) -> tuple[float, float]:
+    """Forward passes per second on ``n`` ready-made inputs of the model's input size: per
+    second of wall time and per second of this process's CPU time."""
     clf = load_model(model, resolve_device(device))
     s = clf.preprocess.input_size
     x = torch.rand(batch_size, 3, s, s, generator=torch.Generator().manual_seed(0))
@@ -58,7 +61,7 @@ def bare_rate(model: str, device: str, n: int, batch_size: int) -> float:
     clf.predict_proba(x)  # warm-up
     if clf.device.type == "cuda":
         torch.cuda.synchronize()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     done = 0
     while done < n:
         m = min(batch_size, n - done)
@@ -66,32 +69,40 @@ def bare_rate(model: str, device: str, n: int, batch_size: int) -> float:
         done += m
     if clf.device.type == "cuda":
         torch.cuda.synchronize()
-    return n / (time.perf_counter() - t0)
+    return n / (time.perf_counter() - t0), n / (time.process_time() - c0)
 
 
 def ratio(args: argparse.Namespace, grid: str) -> dict[str, object]:
     side = 5 if grid == "default" else positions_for(float(grid))
     slice_n = args.bare_trials
     before = [bare_rate(args.model, args.device, slice_n, args.batch_size) for _ in range(2)]
+    extra = {} if args.format == "csv" else {"trials_format": args.format}
     with tempfile.TemporaryDirectory() as tmp:
         cfg = RunConfig(model=args.model, out=str(Path(tmp) / "run"), quiet=True,
                         batch_size=args.batch_size, device=args.device,
-                        grid=GridSpec(positions=(side, side)), trials_format=args.format)
-        t0 = time.perf_counter()
+                        grid=GridSpec(positions=(side, side)), **extra)  # type: ignore[arg-type]
+        t0, c0 = time.perf_counter(), time.process_time()
         res = run(cfg)
-        wall = time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         e2e = res.trials_per_second
         n = res.n_trials
     after = [bare_rate(args.model, args.device, slice_n, args.batch_size) for _ in range(2)]
-    bare = sum(before + after) / len(before + after)
+    slices = before + after
+    bare = sum(w for w, _ in slices) / len(slices)
+    bare_cpu = sum(c for _, c in slices) / len(slices)
     return {
         "grid": f"default signs and leaves, {side}x{side} positions",
         "trials": n,
         "end_to_end_trials_per_s": round(e2e),
         "run_wall_s": round(wall, 1),
         "bare_inference_per_s": round(bare),
-        "bare_slices_per_s": [round(b) for b in before + after],
+        "bare_slices_per_s": [round(w) for w, _ in slices],
         "ratio": round(e2e / bare, 3),
+        # per CPU-second of this process (all threads): robust to other processes' load;
+        # the run's CPU time includes preparing the model, signs and leaves (conservative)
+        "end_to_end_trials_per_cpu_s": round(n / cpu),
+        "bare_inference_per_cpu_s": round(bare_cpu),
+        "ratio_cpu_time": round(n / cpu / bare_cpu, 3),
     }
 
 
@@ -99,7 +110,18 @@ def memory(args: argparse.Namespace, trials: float) -> dict[str, object]:
     """Run about ``trials`` trials in a child process; report its peak RSS."""
     side = positions_for(trials)
     with tempfile.TemporaryDirectory() as tmp:
-        code = (
+        null = ""
+        if args.memory_null:  # bookkeeping only: decode, then random probabilities
+            null = (
+                "import torch,leafattack.engine.evaluate as E\n"
+                "def fake(self,k0,k1):\n"
+                " d=self.plan.decode(k0,k1);g=torch.Generator().manual_seed(k0)\n"
+                " p=torch.rand(k1-k0,self.prep.classifier.num_classes,generator=g).softmax(1)\n"
+                " d['occluded_frac']=torch.rand(k1-k0,generator=g).double().numpy()\n"
+                " return d,p\n"
+                "E.BatchEvaluator._evaluate=fake\n"
+            )
+        code = null + (
             "import json,resource,leafattack;from leafattack.grid import GridSpec;"
             f"r=leafattack.run(leafattack.RunConfig(model={args.memory_model!r},"
             f"out={tmp!r}+'/big',grid=GridSpec(positions=({side},{side})),quiet=True,"
@@ -123,7 +145,8 @@ def memory(args: argparse.Namespace, trials: float) -> dict[str, object]:
         size_mb = sum(f.stat().st_size for f in files) / 2**20
     rss = round(info["rss"] / 1024, 1)  # ru_maxrss is in KiB on Linux
     return {"trials": info["trials"], "positions": f"{side}x{side}",
-            "model": args.memory_model, "sign_size": args.memory_sign_size,
+            "model": args.memory_model, "null_compute": args.memory_null,
+            "sign_size": args.memory_sign_size,
             "format": args.format, "peak_rss_mb": rss,
             "trials_per_s": round(info["trials"] / info["seconds"]), "wall_s": round(wall),
             "trials_table_mb": round(size_mb, 1)}
@@ -142,6 +165,10 @@ def main() -> None:
     p.add_argument("--memory", nargs="*", default=[], help="trial counts of memory runs")
     p.add_argument("--memory-model", default="default")
     p.add_argument("--memory-sign-size", type=int, default=128)
+    p.add_argument("--memory-null", action="store_true",
+                   help="memory runs skip compositing and the model (random probabilities): "
+                   "every bookkeeping step of a run, at a rate a shared 2-core VM can reach "
+                   "10^7 trials with")
     args = p.parse_args()
     setup = {
         "machine": platform.processor() or platform.machine(),

@@ -502,7 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="trials_format",
         choices=["auto", "csv", "parquet"],
         help="trials table: trials.csv, or trials.parquet (needs pyarrow); auto (default): "
-        "Parquet from 2,000,000 trials on when pyarrow is installed",
+        "Parquet from 1,000,000 trials on when pyarrow is installed",
     )
     r.set_defaults(func=cmd_run)
 

@@ -45,12 +45,12 @@ trial order (see :class:`PartsLog`)."""
 FORMATS: tuple[str, ...] = ("auto", "csv", "parquet")
 """Values of ``RunConfig.trials_format``."""
 
-PARQUET_FROM_TRIALS = 2_000_000
+PARQUET_FROM_TRIALS = 1_000_000
 """``trials_format = "auto"`` writes trials.parquet from this many trials on (when pyarrow
-is installed), else trials.csv. Chosen from the measurements in docs/performance.md: below
-it the CSV is under about 0.4 GB and is written off the critical path; above it its size
-and read-back time grow to the point where columnar output pays (about 5x smaller and
-10x faster to read)."""
+is installed), else trials.csv. Chosen from the measurements in docs/performance.md: a
+trials.csv row is about 148 bytes and costs about 25 us of CPU to format, a Parquet row
+about 25 bytes and 3-12 us; from a million trials on, the CSV passes 140 MB and
+its formatting and reading back (tens of seconds) are no longer small next to the run."""
 
 _POW10 = 10.0 ** np.arange(23)
 
