@@ -41,7 +41,7 @@ from leafattack.engine.preparation import Prepared, attack_mask, build_plan, ope
 from leafattack.engine.robustness import attack_scenes, survival_rows, transfer_rows
 from leafattack.engine.scenes import read_scenes, render_scene_table
 from leafattack.errors import LeafattackError
-from leafattack.grid import SIZE_UNITS, Plan
+from leafattack.grid import SIZE_UNITS, Plan, ScenePlan
 from leafattack.leaves import builtin_leaves_dir, load_leaves
 from leafattack.models import resolve_device
 from leafattack.models.loading import load_model
@@ -151,7 +151,9 @@ def _run_locked(prep: Prepared, run_dir: Path) -> tuple[RunResult, Plan]:
         )
     plan = build_plan(prep, attackable)
     try:
-        counters = SummaryAccumulator()
+        counters = SummaryAccumulator(
+            schema.trial_columns(prep.target_index is not None, isinstance(plan, ScenePlan))
+        )
         start_rows, seconds = execute_trials(prep, plan, run_dir, observe=counters.add)
         summary = counters.summary(BootSpec(seed=config.seed))
         write_atomic(run_dir / "summary.csv", csv_bytes(summary, header=True))

@@ -18,7 +18,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -34,14 +34,20 @@ _Cell = tuple[Hashable, int, str]  # (level, sign_id, leaf_id or "")
 class SummaryAccumulator:
     """Per-batch counters of a run's trials; see the module docstring."""
 
-    def __init__(self) -> None:
+    def __init__(self, dtypes: Mapping[str, str] | None = None) -> None:
+        """``dtypes``: the trials' columns (:func:`leafattack.schema.trial_columns`), which
+        :meth:`best` of a run without trials still has."""
         self.cells: dict[str, dict[_Cell, list[int]]] = {}
         self.sign_class: dict[int, str] = {}
         self.sign_hits: dict[int, int] = {}
         self.scenes: bool | None = None
         self.rows = 0
         self._best: pd.DataFrame | None = None
-        self._empty: pd.DataFrame | None = None
+        self._empty: pd.DataFrame | None = (
+            None
+            if dtypes is None
+            else pd.DataFrame({k: pd.Series(dtype=v) for k, v in dtypes.items()})
+        )
 
     def _factors(self, t: pd.DataFrame) -> list[tuple[str, pd.Series]]:
         if self.scenes:
