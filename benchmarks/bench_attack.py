@@ -1,13 +1,21 @@
-"""End-to-end attack throughput against bare inference, and peak memory of a large run.
+"""End-to-end attack throughput against bare inference, and peak memory of large runs.
 
 Usage::
 
-    uv run python benchmarks/bench_attack.py                 # ratio on the default grid
-    uv run python benchmarks/bench_attack.py --memory 1000000  # peak RSS of a 1M-trial run
+    uv run python benchmarks/bench_attack.py                        # ratio, default grid
+    uv run python benchmarks/bench_attack.py --grid 1e6             # ratio, 1,036,800 trials
+    uv run python benchmarks/bench_attack.py --grid none --memory 1e6 1e7 \\
+        --memory-null --batch-size 8192 --format parquet                     # peak RSS
 
-The ratio compares, in one process, the trials/s of ``leafattack.run`` (decode, composite,
-classify, judge, write CSV) with the forward-pass throughput of the same model on the same
-number of ready-made inputs at the model's input size. It prints one table; nothing is
+The ratio compares, in one process, the trials/s of ``leafattack.run`` (decode,
+composite, classify, judge, format and write the trials, accumulate the summaries) with
+the forward-pass throughput of the same model on ready-made inputs of its input size and
+the same batch size. Bare inference is measured in short slices before and after the run
+(on a shared machine the load changes; the mean of the slices is used, and each slice is
+printed). On a shared machine the ratio of rates per CPU-second of this process
+(``ratio_cpu_time``) is the steadier figure. The memory runs are child processes that
+report their own peak RSS (``ru_maxrss``
+of ``RUSAGE_SELF`` at the end of the run). It prints one JSON document; nothing is
 asserted (speed is not a test).
 """
 
@@ -16,8 +24,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -29,20 +37,31 @@ import torch
 import leafattack
 from leafattack.api import run
 from leafattack.config import RunConfig
+from leafattack.grid import GridSpec
 from leafattack.models.classifier import resolve_device
 from leafattack.models.loading import load_model
 
+PER_POSITION = 16 * 9 * 4 * 8
+"""Trials per lattice position of the default grid: 16 signs x 9 shipped leaves x 4 sizes
+x 8 angles (the default grid has 5 x 5 positions: 115,200 trials)."""
 
-def bare_inference(model: str, device: str, n: int, batch_size: int) -> float:
-    """Forward passes per second on ``n`` ready-made inputs of the model's input size."""
+
+def positions_for(trials: float) -> int:
+    """Side of the position lattice that gives the default grid at least ``trials``."""
+    return max(1, math.ceil(math.sqrt(trials / PER_POSITION)))
+
+
+def bare_rate(model: str, device: str, n: int, batch_size: int) -> tuple[float, float]:
+    """Forward passes per second on ``n`` ready-made inputs of the model's input size: per
+    second of wall time and per second of this process's CPU time."""
     clf = load_model(model, resolve_device(device))
     s = clf.preprocess.input_size
-    gen = torch.Generator().manual_seed(0)
-    x = torch.rand(batch_size, 3, s, s, generator=gen).to(clf.device)
+    x = torch.rand(batch_size, 3, s, s, generator=torch.Generator().manual_seed(0))
+    x = x.to(clf.device)
     clf.predict_proba(x)  # warm-up
     if clf.device.type == "cuda":
         torch.cuda.synchronize()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     done = 0
     while done < n:
         m = min(batch_size, n - done)
@@ -50,62 +69,127 @@ def bare_inference(model: str, device: str, n: int, batch_size: int) -> float:
         done += m
     if clf.device.type == "cuda":
         torch.cuda.synchronize()
-    return n / (time.perf_counter() - t0)
+    return n / (time.perf_counter() - t0), n / (time.process_time() - c0)
 
 
-def ratio(args: argparse.Namespace) -> dict[str, object]:
+def ratio(args: argparse.Namespace, grid: str) -> dict[str, object]:
+    side = 5 if grid == "default" else positions_for(float(grid))
+    slice_n = args.bare_trials
+    before = [bare_rate(args.model, args.device, slice_n, args.batch_size) for _ in range(2)]
+    extra = {} if args.format == "csv" else {"trials_format": args.format}
     with tempfile.TemporaryDirectory() as tmp:
         cfg = RunConfig(model=args.model, out=str(Path(tmp) / "run"), quiet=True,
-                        batch_size=args.batch_size, device=args.device)
+                        batch_size=args.batch_size, device=args.device,
+                        grid=GridSpec(positions=(side, side)), **extra)  # type: ignore[arg-type]
+        t0, c0 = time.perf_counter(), time.process_time()
         res = run(cfg)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         e2e = res.trials_per_second
         n = res.n_trials
-    bare = bare_inference(args.model, args.device, n, args.batch_size)
-    return {"trials": n, "end_to_end_trials_per_s": round(e2e), "bare_inference_per_s":
-            round(bare), "ratio": round(e2e / bare, 3)}
+    after = [bare_rate(args.model, args.device, slice_n, args.batch_size) for _ in range(2)]
+    slices = before + after
+    bare = sum(w for w, _ in slices) / len(slices)
+    bare_cpu = sum(c for _, c in slices) / len(slices)
+    return {
+        "grid": f"default signs and leaves, {side}x{side} positions",
+        "trials": n,
+        "end_to_end_trials_per_s": round(e2e),
+        "run_wall_s": round(wall, 1),
+        "bare_inference_per_s": round(bare),
+        "bare_slices_per_s": [round(w) for w, _ in slices],
+        "ratio": round(e2e / bare, 3),
+        # per CPU-second of this process (all threads): robust to other processes' load;
+        # the run's CPU time includes preparing the model, signs and leaves (conservative)
+        "end_to_end_trials_per_cpu_s": round(n / cpu),
+        "bare_inference_per_cpu_s": round(bare_cpu),
+        "ratio_cpu_time": round(n / cpu / bare_cpu, 3),
+    }
 
 
-def memory(args: argparse.Namespace) -> dict[str, object]:
-    """Run a grid of about ``args.memory`` trials in a child process; report its peak RSS."""
-    per_pos = 16 * 9 * 4 * 8  # default signs x shipped maple/oak/poplar leaves x sizes x angles
-    side = max(1, math.ceil(math.sqrt(args.memory / per_pos)))
+def memory(args: argparse.Namespace, trials: float) -> dict[str, object]:
+    """Run about ``trials`` trials in a child process; report its peak RSS."""
+    side = positions_for(trials)
     with tempfile.TemporaryDirectory() as tmp:
-        code = (
-            "import json,sys,leafattack;from leafattack.grid import GridSpec;"
-            f"r=leafattack.run(leafattack.RunConfig(model={args.model!r},out={tmp!r}+'/big',"
-            f"grid=GridSpec(positions=({side},{side})),quiet=True,batch_size={args.batch_size},"
-            f"device={args.device!r}));"
-            "print(json.dumps({'trials':r.n_trials,'seconds':r.seconds}))"
+        null = ""
+        if args.memory_null:  # bookkeeping only: decode, then random probabilities
+            null = (
+                "import torch,leafattack.engine.evaluate as E\n"
+                "def fake(self,k0,k1):\n"
+                " d=self.plan.decode(k0,k1);g=torch.Generator().manual_seed(k0)\n"
+                " p=torch.rand(k1-k0,self.prep.classifier.num_classes,generator=g).softmax(1)\n"
+                " d['occluded_frac']=torch.rand(k1-k0,generator=g).double().numpy()\n"
+                " return d,p\n"
+                "E.BatchEvaluator._evaluate=fake\n"
+            )
+        code = null + (
+            "import json,resource,leafattack;from leafattack.grid import GridSpec;"
+            f"r=leafattack.run(leafattack.RunConfig(model={args.memory_model!r},"
+            f"out={tmp!r}+'/big',grid=GridSpec(positions=({side},{side})),quiet=True,"
+            f"batch_size={args.batch_size},device={args.device!r},"
+            f"sign_size={args.memory_sign_size},trials_format={args.format!r}));"
+            "print(json.dumps({'trials':r.n_trials,'seconds':r.seconds,"
+            "'rss':resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))"
         )
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.getcwd(),
+                                                             os.environ.get("PYTHONPATH", "")])}
         t0 = time.perf_counter()
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                             check=True)
+        child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                               env=env)
         wall = time.perf_counter() - t0
-        info = json.loads(out.stdout.strip().splitlines()[-1])
-        rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        size_mb = (Path(tmp) / "big" / "trials.csv").stat().st_size / 2**20
-    return {"trials": info["trials"], "positions": f"{side}x{side}", "peak_rss_mb": round(rss_mb),
+        if child.returncode:
+            raise SystemExit(f"memory run failed: {child.stderr.strip().splitlines()[-1:]}")
+        info = json.loads(child.stdout.strip().splitlines()[-1])
+        big = Path(tmp) / "big"
+        files = [big / "trials.csv"] if (big / "trials.csv").exists() else list(
+            (big / "trials.parquet").iterdir())
+        size_mb = sum(f.stat().st_size for f in files) / 2**20
+    rss = round(info["rss"] / 1024, 1)  # ru_maxrss is in KiB on Linux
+    return {"trials": info["trials"], "positions": f"{side}x{side}",
+            "model": args.memory_model, "null_compute": args.memory_null,
+            "sign_size": args.memory_sign_size,
+            "format": args.format, "peak_rss_mb": rss,
             "trials_per_s": round(info["trials"] / info["seconds"]), "wall_s": round(wall),
-            "trials_csv_mb": round(size_mb)}
+            "trials_table_mb": round(size_mb, 1)}
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--model", default="default")
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=512)
-    p.add_argument("--memory", type=int, default=0, help="trials of the memory run (0 = skip)")
+    p.add_argument("--format", default="csv", choices=["auto", "csv", "parquet"])
+    p.add_argument("--grid", nargs="+", default=["default"],
+                   help="'default' (115,200 trials), a trial count like 1e6, or 'none'")
+    p.add_argument("--bare-trials", type=int, default=20480,
+                   help="inputs per bare-inference slice (2 slices before, 2 after)")
+    p.add_argument("--memory", nargs="*", default=[], help="trial counts of memory runs")
+    p.add_argument("--memory-model", default="default")
+    p.add_argument("--memory-sign-size", type=int, default=128)
+    p.add_argument("--memory-null", action="store_true",
+                   help="memory runs skip compositing and the model (random probabilities): "
+                   "every bookkeeping step of a run, at a rate a shared 2-core VM can reach "
+                   "10^7 trials with")
     args = p.parse_args()
-    machine = {
+    setup = {
         "machine": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
         "threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "leafattack": leafattack.__version__,
         "torch": torch.__version__,
+        "model": args.model,
+        "batch_size": args.batch_size,
+        "format": args.format,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
-    result: dict[str, object] = {"setup": machine, "speed": ratio(args)}
-    if args.memory:
-        result["memory"] = memory(args)
+    result: dict[str, object] = {"setup": setup}
+    for grid in args.grid:
+        if grid != "none":
+            result[f"speed_{grid}"] = ratio(args, grid)
+            print(json.dumps(result[f"speed_{grid}"]), file=sys.stderr, flush=True)
+    for trials in args.memory:
+        result[f"memory_{trials}"] = memory(args, float(trials))
+        print(json.dumps(result[f"memory_{trials}"]), file=sys.stderr, flush=True)
     print(json.dumps(result, indent=2))
 
 

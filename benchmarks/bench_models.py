@@ -26,3 +26,28 @@ def resnet18_64() -> tuple[nn.Module, dict[str, Any]]:
         "resize": "area",
         "arch": "resnet18",
     }
+
+
+class _MeanColour(nn.Module):
+    """Logits from the mean colour of the image: almost no compute (bookkeeping benchmarks)."""
+
+    def __init__(self, n_classes: int) -> None:
+        super().__init__()
+        self.head = nn.Linear(3, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x.mean(dim=(2, 3)))
+
+
+def tiny_16() -> tuple[nn.Module, dict[str, Any]]:
+    """A mean-colour linear model at 16 px input: for peak-RSS runs of 10^7 trials, where
+    memory (bookkeeping), not the model, is measured."""
+    torch.manual_seed(0)
+    return _MeanColour(len(LISA_CLASSES)), {
+        "class_names": list(LISA_CLASSES),
+        "input_size": 16,
+        "mean": [0.5, 0.5, 0.5],
+        "std": [0.25, 0.25, 0.25],
+        "resize": "area",
+        "arch": "mean_colour",
+    }

@@ -29,7 +29,7 @@ from leafattack.analysis.cluster import BootSpec
 from leafattack.analysis.controls import write_controls_summary
 from leafattack.analysis.edge_analysis import EdgesResult, compute_edges
 from leafattack.analysis.robustness import survival_summary, transfer_summary
-from leafattack.analysis.summary import strongest, summarise
+from leafattack.analysis.streaming import SummaryAccumulator
 from leafattack.compose.controls import parse_kinds
 from leafattack.compose.views import ViewSpec
 from leafattack.config import APPEARANCES, RunConfig, SearchConfig, default_out
@@ -58,7 +58,7 @@ from leafattack.engine.preparation import (
 from leafattack.engine.robustness import survival_rows, transfer_rows
 from leafattack.engine.scenes import read_scenes, render_scene_table
 from leafattack.errors import LeafattackError
-from leafattack.grid import SIZE_UNITS, Plan
+from leafattack.grid import SIZE_UNITS, Plan, ScenePlan
 from leafattack.leaves import builtin_leaves_dir, load_leaves
 from leafattack.models import resolve_device
 from leafattack.models.loading import load_model
@@ -84,13 +84,18 @@ class RunResult:
 
     run_dir: Path
     clean: pd.DataFrame
-    trials: pd.DataFrame
     summary: pd.DataFrame
     best: pd.DataFrame
     n_trials: int
     seconds: float
     resumed_from: int
     edges: EdgesResult | None = None  # when the run computed edges
+
+    @property
+    def trials(self) -> pd.DataFrame:
+        """The run's whole trials table, read from the run directory on each access (a
+        run never holds it in memory: summaries are accumulated while it goes)."""
+        return read_trials(self.run_dir)
 
     @property
     def trials_per_second(self) -> float:
@@ -164,16 +169,18 @@ def _run_locked(prep: Prepared, run_dir: Path) -> tuple[RunResult, Plan]:
         )
     plan = build_plan(prep, attackable)
     try:
-        start_rows, seconds = execute_trials(prep, plan, run_dir)
-        trials = read_trials(run_dir)
-        summary = summarise(trials, BootSpec(seed=config.seed))
+        counters = SummaryAccumulator(
+            schema.trial_columns(prep.target_index is not None, isinstance(plan, ScenePlan))
+        )
+        start_rows, seconds = execute_trials(prep, plan, run_dir, observe=counters.add)
+        summary = counters.summary(BootSpec(seed=config.seed))
         write_atomic(run_dir / "summary.csv", csv_bytes(summary, header=True))
-        best = write_best(prep, plan, strongest(trials), run_dir)
+        best = write_best(prep, plan, counters.best(), run_dir)
         write_atomic(run_dir / "best.csv", csv_bytes(best, header=True))
     except OSError as exc:
         raise disk_error(run_dir, exc) from None
     total = plan.total_active
-    result = RunResult(run_dir, clean, trials, summary, best, total, seconds, start_rows)
+    result = RunResult(run_dir, clean, summary, best, total, seconds, start_rows)
     return result, plan
 
 

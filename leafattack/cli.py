@@ -645,6 +645,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--workers", type=int, help="Ray actors (default 2)")
     r.add_argument("--gpus-per-worker", type=float, help="GPUs per Ray actor (default 0)")
     r.add_argument("--chunk-size", type=int, help="trials per Ray task (multiple of batch size)")
+    r.add_argument(
+        "--trials-format",
+        "--format",
+        dest="trials_format",
+        choices=["auto", "csv", "parquet"],
+        help="trials table: trials.csv, or trials.parquet; auto (default): "
+        "Parquet from 1,000,000 trials on",
+    )
     r.set_defaults(func=cmd_run)
 
     _add_search_parser(sub)

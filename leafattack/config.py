@@ -121,8 +121,13 @@ class RunConfig:
     shadow: bool = False
     split: str = "all"
     controls: tuple[str, ...] = ()
+    trials_format: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.trials_format not in ("auto", "csv", "parquet"):
+            raise LeafattackError(
+                f"trials_format={self.trials_format!r}: expected auto, csv or parquet"
+            )
         if self.split not in SPLIT_CHOICES:
             raise LeafattackError(
                 f"split={self.split!r}: expected one of {', '.join(SPLIT_CHOICES)}"
@@ -216,6 +221,8 @@ class RunConfig:
             flat["shadow"] = True
         if self.split != "all":  # default runs keep the keys (and directory names) they had
             flat["split"] = self.split
+        if self.trials_format != "auto":
+            flat["trials_format"] = self.trials_format
         if self.scenes_per_sign:  # grid runs keep the keys (and run directory names) they had
             flat["leaves_per_scene"] = self.leaves_per_scene
             flat["scenes_per_sign"] = self.scenes_per_sign
@@ -310,6 +317,7 @@ def config_from_mapping(values: Mapping[str, Any], base: RunConfig | None = None
             "address",
             "appearance",
             "split",
+            "trials_format",
         ):
             if not isinstance(value, str):
                 raise LeafattackError(f"config key {key!r}: expected a string, got {value!r}")
@@ -343,7 +351,11 @@ def config_from_mapping(values: Mapping[str, Any], base: RunConfig | None = None
     return dataclasses.replace(base, grid=grid, **run_kw)
 
 
-CONFIG_ALIASES: dict[str, str] = {"colors": "colours", "sizes_cm": "sizes"}
+CONFIG_ALIASES: dict[str, str] = {
+    "colors": "colours",
+    "sizes_cm": "sizes",
+    "format": "trials_format",
+}
 """Second spellings the command line accepts (``--colors``), read by configs too.
 
 ``sizes_cm = [8, 12]`` is ``sizes = [8, 12]`` with ``size_unit = "cm"`` (``--sizes-cm``).

@@ -95,9 +95,29 @@ def cluster_bootstrap(
     sums = np.stack(
         [np.bincount(cell, weights=v[:, j], minlength=n_s * n_l) for j in range(q)], axis=-1
     ).reshape(n_s, n_l, q)
+    return cluster_bootstrap_cells(count, sums, crossed=leaves is not None, boot=spec)
+
+
+def cluster_bootstrap_cells(
+    count: np.ndarray, sums: np.ndarray, *, crossed: bool, boot: BootSpec | None = None
+) -> np.ndarray:
+    """:func:`cluster_bootstrap` from per-(sign, leaf) cell counts and sums, as a streaming
+    run accumulates them (the same draws, so the same replicates).
+
+    Args:
+        count: float64 (S, L) trials per cell, signs and leaves in sorted order of their
+            values; L = 1 when ``crossed`` is False (leaves not resampled).
+        sums: float64 (S, L, Q) per-cell sums of the values.
+        crossed: resample the leaves too.
+
+    Returns:
+        float64 (n_boot, Q), as :func:`cluster_bootstrap`.
+    """
+    spec = boot or BootSpec()
+    n_s, n_l = count.shape
     rng = np.random.default_rng(spec.seed)
     ws = rng.multinomial(n_s, np.full(n_s, 1.0 / n_s), size=spec.n_boot).astype(np.float64)
-    if leaves is None:
+    if not crossed:
         wl = np.ones((spec.n_boot, 1))
     else:
         wl = rng.multinomial(n_l, np.full(n_l, 1.0 / n_l), size=spec.n_boot).astype(np.float64)

@@ -134,8 +134,11 @@ def _window_grid(
     cy: torch.Tensor,
     win: int,
     inside: tuple[torch.Tensor, torch.Tensor],
+    f: int = 0,
 ) -> torch.Tensor:
-    """``grid_sample`` grid (N, win, win, 2) of the leaf canvas over a window.
+    """``grid_sample`` grid (N, win, win, 2) of the leaf canvas over a window; with a block
+    side ``f`` (which divides ``win``), laid out by blocks instead: (N, k*k, f*f, 2), entry
+    ``[n, a*k + b, dy*f + dx]`` for window pixel ``(a*f + dy, b*f + dx)``, k = win / f.
 
     Same mapping as :func:`placement_theta`, built from separable row and column terms
     (cheaper than ``affine_grid``). ``cx``, ``cy``: leaf centre in window pixels (edge
@@ -150,18 +153,23 @@ def _window_grid(
     v = centres - cy[:, None]  # (N, win) y offsets of the window rows
     row_pen = (~inside[0]).float() * _OUTSIDE
     col_pen = (~inside[1]).float() * _OUTSIDE
-    grid = torch.empty((cx.shape[0], win, win, 2), device=cx.device)
-    torch.add(
-        ((-s * v) * scale + row_pen)[:, :, None],
-        ((c * u + shift[:, 0:1]) * scale + col_pen)[:, None, :],
-        out=grid[..., 0],
-    )
-    torch.add(
-        ((c * v + shift[:, 1:2]) * scale + row_pen)[:, :, None],
-        ((s * u) * scale + col_pen)[:, None, :],
-        out=grid[..., 1],
-    )
-    return grid
+    rows0 = (-s * v) * scale + row_pen
+    cols0 = (c * u + shift[:, 0:1]) * scale + col_pen
+    rows1 = (c * v + shift[:, 1:2]) * scale + row_pen
+    cols1 = (s * u) * scale + col_pen
+    n = cx.shape[0]
+    if not f:
+        grid = torch.empty((n, win, win, 2), device=cx.device)
+        torch.add(rows0[:, :, None], cols0[:, None, :], out=grid[..., 0])
+        torch.add(rows1[:, :, None], cols1[:, None, :], out=grid[..., 1])
+        return grid
+    k = win // f
+    grid = torch.empty((n, k, k, f, f, 2), device=cx.device)
+    for i, (r, col) in enumerate(((rows0, cols0), (rows1, cols1))):
+        torch.add(
+            r.view(n, k, 1, f, 1), col.view(n, 1, k, 1, f), out=grid[..., i]
+        )
+    return grid.view(n, k * k, f * f, 2)
 
 
 def composite_pooled(
@@ -172,26 +180,37 @@ def composite_pooled(
     x: torch.Tensor,
     y: torch.Tensor,
     angle: torch.Tensor,
+    *,
+    host_entry: np.ndarray | None = None,
+    host_extent: np.ndarray | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Composite and average-pool by ``stack.factor``, touching only each leaf's window.
 
-    Trials are processed in groups of one leaf size, so that each group's window fits its
-    own leaves (see :func:`composite_pooled_window`).
+    Trials are processed in groups of one bank entry (leaf variant and size), so that each
+    group's window fits its own leaf and every trial of a group samples the same leaf image
+    (which is then not copied per trial; see :func:`composite_pooled_window`). A grid batch
+    holds few entries: trials of one entry are consecutive in trial order.
 
     Returns:
         ``(low, occluded_frac)``: float32 (N, 3, H/f, W/f) in [0, 1] and float32 (N,).
     """
-    size_idx = entry % bank.n_sizes
-    groups = torch.unique(size_idx)
+    if host_entry is None or host_extent is None:  # groups found on the device (a sync)
+        host_entry = entry.cpu().numpy()
+        host_extent = bank.extent.cpu().numpy()
+    groups = np.unique(host_entry)
     if len(groups) == 1:
-        return composite_pooled_window(stack, bank, sign, entry, x, y, angle)
+        radius = float(host_extent[groups[0]]) + 1.0
+        return composite_pooled_window(
+            stack, bank, sign, entry, x, y, angle, one_entry=True, radius=radius
+        )
     hl, wl = stack.low_size
     low = torch.empty((sign.shape[0], 3, hl, wl), device=stack.low.device)
     occ = torch.empty(sign.shape[0], device=stack.low.device)
     for g in groups:
-        sel = torch.nonzero(size_idx == g).flatten()
+        sel = torch.from_numpy(np.flatnonzero(host_entry == g)).to(stack.low.device)
         low[sel], occ[sel] = composite_pooled_window(
-            stack, bank, sign[sel], entry[sel], x[sel], y[sel], angle[sel]
+            stack, bank, sign[sel], entry[sel], x[sel], y[sel], angle[sel], one_entry=True,
+            radius=float(host_extent[g]) + 1.0,
         )
     return low, occ
 
@@ -204,6 +223,9 @@ def composite_pooled_window(
     x: torch.Tensor,
     y: torch.Tensor,
     angle: torch.Tensor,
+    *,
+    one_entry: bool = False,
+    radius: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Composite and average-pool by ``stack.factor`` in one go, touching only the leaf's window.
 
@@ -215,6 +237,9 @@ def composite_pooled_window(
     Args:
         stack: the run's signs; ``sign`` int64 (N,) indexes it.
         bank, entry, x, y, angle: as in :func:`composite`.
+        one_entry: every ``entry`` is the same (its leaf image is then shared, not copied).
+        radius: the largest leaf extent of the entries plus one pixel, when the caller
+            knows it (no device-to-host sync); else read from ``bank.extent``.
 
     Returns:
         ``(low, occluded_frac)``: float32 (N, 3, H/f, W/f) in [0, 1] and float32 (N,).
@@ -224,7 +249,9 @@ def composite_pooled_window(
     h, w = hl * f, wl * f
     dev = stack.low.device
     n = sign.shape[0]
-    radius = float(bank.extent[entry].max()) + 1.0
+    first = entry[:1]
+    if radius is None:
+        radius = float((bank.extent[first] if one_entry else bank.extent[entry]).max()) + 1.0
     k = int(math.ceil((2.0 * radius + f) / f))  # window side in blocks
     win = k * f
     cx, cy = x.float() * w, y.float() * h
@@ -238,28 +265,18 @@ def composite_pooled_window(
     lr = (oy_b[:, None] + kk).clamp(0, hl - 1)  # (N, k) block rows, clamped into the image
     lc = (ox_b[:, None] + kk).clamp(0, wl - 1)
     rows_idx = ((sign[:, None, None] * hl + lr[:, :, None]) * wl + lc[:, None, :]).reshape(-1)
-    # (N*k*k, 3*f*f) → (N, 3, win, win): block (a, b), channel c, pixel (dy, dx).
-    sign_win = (
-        stack.blocks.index_select(0, rows_idx)
-        .view(n, k, k, 3, f, f)
-        .permute(0, 3, 1, 4, 2, 5)
-        .reshape(n, 3, win, win)
-        .float()
-        .div_(255.0)
-    )
-    mask_win = (
-        stack.mask_blocks.index_select(0, rows_idx)
-        .view(n, k, k, f, f)
-        .permute(0, 1, 3, 2, 4)
-        .reshape(n, win, win)
-    )
-    grid = _window_grid(bank, entry, angle, cx - ox.float(), cy - oy.float(), win, inside)
-    layer = F.grid_sample(
-        bank.images[entry], grid, mode="bilinear", padding_mode="zeros", align_corners=False
-    )
-    alpha = layer[:, 3:4]
-    delta = torch.addcmul(layer[:, :3], sign_win, alpha, value=-1.0)
-    delta_low = F.avg_pool2d(delta, f).permute(0, 2, 3, 1)  # (N, win/f, win/f, 3)
+    # Everything is computed in the blocks' own layout, (N, k*k, [C,] f*f): block (a, b) of
+    # the window, then pixel (dy, dx) inside it. The sign's blocks are then gathered with no
+    # reordering copy, and pooling is a sum over the last axis.
+    sign_blk = stack.blocks.index_select(0, rows_idx).view(n, k * k, 3, f * f).float()
+    mask_blk = stack.mask_blocks.index_select(0, rows_idx).view(n, k * k, f * f)
+    grid = _window_grid(bank, entry, angle, cx - ox.float(), cy - oy.float(), win, inside, f)
+    leaf = bank.images[first].expand(n, -1, -1, -1) if one_entry else bank.images[entry]
+    layer = F.grid_sample(leaf, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    alpha = layer[:, 3]  # (N, k*k, f*f)
+    rgb = layer[:, :3].permute(0, 2, 1, 3)  # (N, k*k, 3, f*f), a view
+    delta = torch.addcmul(rgb, sign_blk, alpha[:, :, None, :], value=-1.0 / 255.0)
+    delta_low = delta.sum(dim=3).div_(f * f).view(n, k, k, 3)  # pooled change per block
     out = stack.low[sign]  # (N, h/f, w/f, 3), a copy
     # Window blocks outside the image carry zeros, so clamping their indices adds nothing.
     out.index_put_(
@@ -267,7 +284,7 @@ def composite_pooled_window(
         delta_low,
         accumulate=True,
     )
-    occluded = (alpha[:, 0] * mask_win).sum(dim=(1, 2)) / stack.area[sign]
+    occluded = (alpha * mask_blk).sum(dim=(1, 2)) / stack.area[sign]
     return out.permute(0, 3, 1, 2).clamp_(0.0, 1.0), occluded
 
 

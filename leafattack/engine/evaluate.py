@@ -101,17 +101,34 @@ class BatchEvaluator:
     plan: Plan
     size_str: np.ndarray = field(init=False)
     angle_str: np.ndarray = field(init=False)
+    sizes: np.ndarray = field(init=False)
+    angles: np.ndarray = field(init=False)
     names: np.ndarray = field(init=False)
     files: np.ndarray = field(init=False)
+    host_extent: np.ndarray = field(init=False)
+    host_group: np.ndarray | None = field(init=False)
     variant_columns: dict[str, np.ndarray] = field(init=False)
 
     def __post_init__(self) -> None:
         prep = self.prep
         self.size_str = _fmt(prep.config.grid.sizes)
         self.angle_str = _fmt(prep.config.grid.angles)
+        self.sizes = np.asarray(prep.config.grid.sizes, dtype=np.float64)
+        self.angles = np.asarray(prep.config.grid.angles, dtype=np.float64)
         self.names = np.array(prep.classifier.class_names, dtype=object)
         self.files = np.array(prep.signs.files, dtype=object)
         self.variant_columns = variant_columns(prep)
+        self.host_extent = prep.bank.extent.cpu().numpy()
+        self.host_group = None if prep.bank_group is None else prep.bank_group.cpu().numpy()
+
+    def _host_entry(self, d: dict[str, np.ndarray]) -> np.ndarray:
+        """The bank entry of each decoded trial, on the host (as :func:`placement_tensors`
+        computes it on the device), so grouping by entry needs no device sync."""
+        prep = self.prep
+        entry = d["variant"] * prep.bank.n_sizes + d["size_idx"]
+        if self.host_group is not None:
+            entry = entry + self.host_group[d["sign"]] * (len(prep.variants) * prep.bank.n_sizes)
+        return entry
 
     def evaluate(self, k0: int, k1: int) -> tuple[dict[str, np.ndarray], torch.Tensor]:
         """Run active trials ``k0..k1``; returns decoded params and (N, K) probabilities.
@@ -141,7 +158,10 @@ class BatchEvaluator:
         elif prep.stack is not None:
             sign, entry, x, y, angle = placement_tensors(prep, d)
             with torch.inference_mode():
-                images, occ = composite_pooled(prep.stack, prep.bank, sign, entry, x, y, angle)
+                images, occ = composite_pooled(
+                    prep.stack, prep.bank, sign, entry, x, y, angle,
+                    host_entry=self._host_entry(d), host_extent=self.host_extent,
+                )
         else:
             images, occ, _ = composite_trials(prep, d)
         probs = classify(prep.classifier, images, prep.config.model)
@@ -149,7 +169,21 @@ class BatchEvaluator:
         return d, probs
 
     def rows(self, d: dict[str, np.ndarray], probs: torch.Tensor) -> pd.DataFrame:
-        """Turn a batch's results into TRIAL_COLUMNS rows (SCENE_TRIAL_COLUMNS for scenes)."""
+        """Turn a batch's results into TRIAL_COLUMNS rows (SCENE_TRIAL_COLUMNS for scenes),
+        with the grid's floats as the CSV writes them (``%.6g`` text)."""
+        cols = self.columns(d, probs)
+        if not isinstance(self.plan, ScenePlan):
+            cols.update(
+                size=self.size_str[d["size_idx"]],
+                angle=self.angle_str[d["angle_idx"]],
+                x=_fmt_array(d["x"]),
+                y=_fmt_array(d["y"]),
+            )
+        return pd.DataFrame(cols)
+
+    def columns(self, d: dict[str, np.ndarray], probs: torch.Tensor) -> dict[str, np.ndarray]:
+        """A batch's results as TRIAL_COLUMNS arrays (SCENE_TRIAL_COLUMNS for scenes), in
+        order, floats as numbers (full precision), strings as object arrays."""
         prep = self.prep
         true = torch.from_numpy(prep.true_labels[d["sign"]]).to(probs.device)
         success = prep.criterion(probs, true)
@@ -157,35 +191,34 @@ class BatchEvaluator:
         pred_np = pred.cpu().numpy()
         true_np = prep.true_labels[d["sign"]]
         sign_ids = prep.sign_ids[d["sign"]]
+        leaf: dict[str, np.ndarray]
         if isinstance(self.plan, ScenePlan):
             leaf = {"n_leaves": np.full(len(true_np), self.plan.leaves, dtype=np.int64)}
         else:
             v = d["variant"]
             leaf = {
                 **{name: values[v] for name, values in self.variant_columns.items()},
-                "size": self.size_str[d["size_idx"]],
-                "angle": self.angle_str[d["angle_idx"]],
-                "x": _fmt_array(d["x"]),
-                "y": _fmt_array(d["y"]),
+                "size": self.sizes[d["size_idx"]],
+                "angle": self.angles[d["angle_idx"]],
+                "x": d["x"],
+                "y": d["y"],
                 "position": d["position"],
             }
-        return pd.DataFrame(
-            {
-                "trial_id": d["trial_id"],
-                "sign_id": sign_ids,
-                "sign_file": self.files[sign_ids],
-                "true_label": true_np,
-                "true_name": self.names[true_np],
-                **leaf,
-                "occluded_frac": d["occluded_frac"],
-                "pred_label": pred_np,
-                "pred_name": self.names[pred_np],
-                "pred_conf": probs.gather(1, pred[:, None])[:, 0].double().cpu().numpy(),
-                "true_conf": probs.gather(1, true[:, None])[:, 0].double().cpu().numpy(),
-                **self._target_column(probs),
-                "success": success.cpu().numpy(),
-            }
-        )
+        return {
+            "trial_id": d["trial_id"],
+            "sign_id": sign_ids,
+            "sign_file": self.files[sign_ids],
+            "true_label": true_np,
+            "true_name": self.names[true_np],
+            **leaf,
+            "occluded_frac": d["occluded_frac"],
+            "pred_label": pred_np,
+            "pred_name": self.names[pred_np],
+            "pred_conf": probs.gather(1, pred[:, None])[:, 0].double().cpu().numpy(),
+            "true_conf": probs.gather(1, true[:, None])[:, 0].double().cpu().numpy(),
+            **self._target_column(probs),
+            "success": success.cpu().numpy(),
+        }
 
     def _target_column(self, probs: torch.Tensor) -> dict[str, np.ndarray]:
         """``{"target_conf": (N,) float64}`` in a targeted run, else nothing."""
@@ -326,12 +359,15 @@ def evaluate_range(prep: Prepared, plan: Plan, k0: int, k1: int) -> bytes:
     return b"".join(parts)
 
 
-def local_batches(prep: Prepared, plan: Plan, start: int) -> Iterator[tuple[int, bytes]]:
-    """The local executor: yields ``(k1, csv_bytes)`` per batch, in trial order."""
+def local_batches(
+    prep: Prepared, plan: Plan, start: int
+) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+    """The local executor: yields ``(k1, columns)`` per batch, in trial order, with the
+    columns of :meth:`BatchEvaluator.columns` (the writer formats them)."""
     ev = BatchEvaluator(prep, plan)
     for k0, k1 in batch_bounds(start, plan.total_active, prep.config.batch_size):
         d, probs = ev.evaluate(k0, k1)
-        yield k1, csv_bytes(ev.rows(d, probs), header=False)
+        yield k1, ev.columns(d, probs)
 
 
 def sign_records(prep: Prepared) -> pd.DataFrame:

@@ -65,7 +65,8 @@ def search_dirs(path: Path) -> list[Path]:
 
 def is_search_report(path: Path) -> bool:
     """Whether ``leafattack report PATH`` should write a search report."""
-    return bool(search_dirs(path)) and not (path / "trials.csv").exists()
+    run = (path / "trials.csv").exists() or (path / "trials.parquet").is_dir()
+    return bool(search_dirs(path)) and not run
 
 
 def load_search(path: Path) -> SearchRun:

@@ -384,7 +384,14 @@ def _hook_slow_fs(seconds: float) -> None:
     os.pwrite = pwrite
 
 
+def _hook_set_attr(module: str, name: str, value: Any) -> None:
+    """Set ``module.name = value`` (e.g. a smaller Parquet chunk, so that a small run
+    commits several parts)."""
+    setattr(importlib.import_module(module), name, value)
+
+
 HOOKS: dict[str, Callable[..., None]] = {
+    "set_attr": _hook_set_attr,
     "slow_fs": _hook_slow_fs,
     "die_in_write": _hook_die_in_write,
     "file_size_limit": _hook_file_size_limit,

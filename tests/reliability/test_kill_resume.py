@@ -119,6 +119,47 @@ def test_garbage_after_the_recorded_rows_is_dropped_on_resume(
     assert_same_run(out, reference)
 
 
+def test_parquet_run_killed_three_times_then_resumed_equals_the_uninterrupted_run(
+    zygote: Zygote, reference: Reference, signs4: Path, tmp_path: Path
+) -> None:
+    """``--format parquet`` with 64-row parts: SIGKILLs after some parts (and at random
+    moments after them: mid-part, mid-progress), then a resume. The trials read back equal
+    the uninterrupted CSV reference row for row; summary, best and clean are the same bytes."""
+    pytest.importorskip("pyarrow")
+    import pandas as pd
+
+    from leafattack.rundir import read_trials
+
+    out = tmp_path / "pq"
+    args = run_args(out, signs4, BATCH, "--format", "parquet")
+    small = [("set_attr", "leafattack.engine.execute", "PARQUET_CHUNK_ROWS", 64)]
+    rng = np.random.default_rng(11)
+    done = 0
+    for threshold in (128, 384, 640):
+        child = zygote.spawn(args, hooks=small)
+        wait_for_rows(out / "progress.json", threshold, child.alive, timeout=120)
+        time.sleep(rng.uniform(0.0, 0.02))
+        assert child.kill() == -signal.SIGKILL, child.stderr
+        progress = read_json(out / "progress.json")
+        assert progress is not None and progress["rows"] % 64 == 0
+        assert progress["rows"] >= done
+        done = progress["rows"]
+        partial = read_trials(out)
+        want = read_trials(reference.run_dir).iloc[: len(partial)]
+        assert len(partial) == done
+        pd.testing.assert_frame_equal(partial, want)
+    assert 0 < done < N_TRIALS
+    again = zygote.spawn(args, hooks=small)
+    assert again.wait() == 0, again.stderr
+    assert f"resumed after {done} of {N_TRIALS} trials" in again.stdout
+    assert not (out / "trials.csv").exists()
+    pd.testing.assert_frame_equal(read_trials(out), read_trials(reference.run_dir))
+    for name in ("clean.csv", "summary.csv", "best.csv"):
+        assert (out / name).read_bytes() == reference.bytes(name), name
+    parts = sorted((out / "trials.parquet").iterdir())
+    assert [p.name for p in parts] == [f"part-{i:06d}.parquet" for i in range(N_TRIALS // 64 + 1)]
+
+
 # ----------------------------------------------------------------------------- edges
 
 
