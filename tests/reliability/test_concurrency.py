@@ -107,7 +107,8 @@ def test_lock_of_a_killed_process_is_taken_over(
     assert "resumed after 16 of" in second.stdout
     assert _same_trials(out, reference)
     assert read_json(out / "progress.json") == {"rows": N_TRIALS, "bytes": len(
-        reference.bytes("trials.csv")), "complete": True, "attacked": [0, 1, 2, 3]}
+        reference.bytes("trials.csv")), "complete": True, "attacked": [0, 1, 2, 3],
+        "format": "csv"}
     assert lock.read_text() == ""  # a run that ends normally leaves no holder behind
 
 

@@ -148,7 +148,7 @@ def test_read_only_run_directory_keeps_results_and_resumes(
     header_and_40_rows = b"".join(reference.bytes("trials.csv").splitlines(keepends=True)[:41])
     assert read_json(out / "progress.json") == {
         "rows": 40, "bytes": len(header_and_40_rows), "complete": False,
-        "attacked": [0, 1, 2, 3]}
+        "attacked": [0, 1, 2, 3], "format": "csv"}
     assert main(args) == 0
     assert "resumed after 40 of" in capsys.readouterr().out
     assert_same_run(out, reference)
