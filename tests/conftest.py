@@ -5,6 +5,8 @@ OpenCV per-trial compositor that shares no code with :mod:`leafattack.compose`."
 from __future__ import annotations
 
 import math
+import shutil
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -98,3 +100,31 @@ def opencv_paste() -> Callable[..., tuple[np.ndarray, float]]:
 def make_signs4() -> Callable[[Path], Path]:
     """:func:`write_four_signs`, for tests that need their own editable copy."""
     return write_four_signs
+
+
+def _chromium_page(html: Path, profile: Path, window: str) -> tuple[Path, str]:
+    """Open ``html`` in headless Chromium: a screenshot at ``window`` ("W,H") and the DOM
+    after scripts ran. Skips the test when Chromium is not installed."""
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("chromium not installed (CI installs Debian's chromium package)")
+    url = html.resolve().as_uri()
+    base = [
+        chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+        "--no-first-run", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", f"--user-data-dir={profile / 'profile'}",
+    ]
+    shot = profile / "shot.png"
+    subprocess.run([*base, f"--screenshot={shot}", f"--window-size={window}", url],
+                   capture_output=True, timeout=120, check=True)
+    dom = subprocess.run(
+        [*base, "--dump-dom", url], capture_output=True, text=True, timeout=120, check=True
+    ).stdout
+    return shot, dom
+
+
+@pytest.fixture()
+def chromium_page() -> Callable[[Path, Path, str], tuple[Path, str]]:
+    """``chromium_page(html, folder, "W,H") -> (screenshot path, DOM)`` in headless
+    Chromium (the test skips without Chromium)."""
+    return _chromium_page

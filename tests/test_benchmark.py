@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -257,33 +256,11 @@ def test_leaderboard_html_is_self_contained(bench: BenchmarkResult) -> None:
 
 
 @pytest.mark.slow
-def test_leaderboard_renders_in_headless_chromium(bench: BenchmarkResult, tmp_path: Path) -> None:
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.skip("chromium not installed (CI installs Debian's chromium package)")
-    url = bench.html_path.resolve().as_uri()
-    base = [
-        chromium,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}",
-    ]
-    shot = tmp_path / "shot.png"
-    subprocess.run(
-        [*base, f"--screenshot={shot}", "--window-size=1400,1400", url],
-        capture_output=True,
-        timeout=120,
-        check=True,
-    )
-    dom = subprocess.run(
-        [*base, "--dump-dom", url], capture_output=True, text=True, timeout=120, check=True
-    ).stdout
+def test_leaderboard_renders_in_headless_chromium(
+    bench: BenchmarkResult, tmp_path: Path,
+    chromium_page: Callable[[Path, Path, str], tuple[Path, str]],
+) -> None:
+    shot, dom = chromium_page(bench.html_path, tmp_path, "1400,1400")
     body = re.search(r"<body([^>]*)>", dom)
     assert body
     attrs = dict(re.findall(r'([\w-]+)="([^"]*)"', body.group(1)))

@@ -8,8 +8,8 @@ import html
 import io
 import re
 import shutil
-import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -413,34 +413,10 @@ def test_gallery_falls_back_to_best_pngs(small_run: Path, tmp_path: Path) -> Non
 
 @pytest.mark.slow
 def test_report_renders_in_headless_chromium(
-    small_run: Path, small_report: str, tmp_path: Path
+    small_run: Path, small_report: str, tmp_path: Path,
+    chromium_page: Callable[[Path, Path, str], tuple[Path, str]],
 ) -> None:
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.skip("chromium not installed (CI installs Debian's chromium package)")
-    url = (small_run / "report.html").resolve().as_uri()
-    base = [
-        chromium,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}",
-    ]
-    shot = tmp_path / "shot.png"
-    subprocess.run(
-        [*base, f"--screenshot={shot}", "--window-size=1400,3000", url],
-        capture_output=True,
-        timeout=120,
-        check=True,
-    )
-    dom = subprocess.run(
-        [*base, "--dump-dom", url], capture_output=True, text=True, timeout=120, check=True
-    ).stdout
+    shot, dom = chromium_page(small_run / "report.html", tmp_path, "1400,3000")
     body = re.search(r"<body([^>]*)>", dom)
     assert body
     attrs = dict(re.findall(r'([\w-]+)="([^"]*)"', body.group(1)))
