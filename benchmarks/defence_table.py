@@ -26,7 +26,7 @@ def rate(k: int, n: int) -> str:
 
 
 def main(out: Path) -> None:
-    print("| model | clean, held-out (evaluate) | clean, 43 searched | "
+    print("| model | clean (evaluate) | clean, searched signs | "
           + " | ".join(f"robust @ {b}" for b in BUDGETS) + " |")
     print("| --- | --- | --- | " + " | ".join("---" for _ in BUDGETS) + " |")
     for kind in KINDS:

@@ -68,7 +68,7 @@ from leafattack.errors import LeafattackError
 from leafattack.grid import GridSpec
 from leafattack.models import resolve_device
 from leafattack.models.classifier import match_classes
-from leafattack.models.loading import load_model
+from leafattack.models.loading import BUILTIN_MODELS, load_model
 from leafattack.report.leaderboard import write_leaderboard_html
 from leafattack.rundir import csv_bytes, write_atomic
 from leafattack.version import __version__
@@ -199,7 +199,7 @@ def parse_models(specs: Sequence[str]) -> list[tuple[str, str]]:
         if not eq:
             spec = item
             tail = item.split(":")[-1] if not Path(item).exists() else item
-            name = "default" if item == "default" else Path(tail).stem or tail
+            name = item if item in BUILTIN_MODELS else Path(tail).stem or tail
         name, spec = name.strip(), spec.strip()
         if not _NAME_RE.match(name) or not spec:
             raise LeafattackError(
@@ -441,7 +441,7 @@ def benchmark(
     keys = {
         name: {
             "settings": settings,
-            "spec": absolute_spec(spec, ("torchscript",), keep=("default",)),
+            "spec": absolute_spec(spec, ("torchscript",), keep=tuple(BUILTIN_MODELS)),
             "signs": absolute_spec(signs, ("folder", "gtsrb", "lisa"), keep=("builtin",)),
         }
         for name, spec in pairs

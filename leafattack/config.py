@@ -25,6 +25,7 @@ from leafattack.grid import (
     parse_positions,
 )
 from leafattack.leaves.library import ALL_SPECIES
+from leafattack.models.loading import BUILTIN_MODELS
 
 APPEARANCES: tuple[str, ...] = ("auto", "matched", "raw")
 """Values of ``RunConfig.appearance``."""
@@ -467,7 +468,7 @@ def model_stem(spec: str) -> str:
     """The model part of a default run directory name: ``default``, a file's stem
     (``torchscript:PATH``, ``export:PATH`` and ``.pt``/``.pt2`` files), or ``module.factory`` for a
     ``package.module:factory`` spec (``pkg.models:resnet`` -> ``pkg.models.resnet``)."""
-    if spec == "default":
+    if spec in BUILTIN_MODELS:
         return spec
     if (
         FACTORY_SPEC.match(spec)
@@ -520,7 +521,7 @@ def absolute_paths(config: RunConfig) -> RunConfig:
         config,
         signs=absolute_spec(config.signs, SIGN_PREFIXES, keep=("builtin",)),
         leaves=absolute_spec(config.leaves, (), keep=("builtin",)),
-        model=absolute_spec(config.model, ("torchscript", "export"), keep=("default",)),
+        model=absolute_spec(config.model, ("torchscript", "export"), keep=tuple(BUILTIN_MODELS)),
     )
 
 

@@ -587,3 +587,28 @@ def test_match_classes_names_the_unknown_used_class() -> None:
     assert str(info.value).startswith("sign classes unicorn are not")
     with pytest.raises(LeafattackError, match="Stop"):
         match_classes(["Stop"], LISA_CLASSES)  # names match exactly, case included
+
+
+def test_default_robust_is_a_second_shipped_model() -> None:
+    """``default-robust`` names its own checkpoint: the default's classes and contract,
+    other weights, trained with adversarial leaves, and it classifies the built-in signs."""
+    from leafattack.models.loading import BUILTIN_MODELS
+
+    assert set(BUILTIN_MODELS) == {"default", "default-robust"}
+    plain, robust = load_model("default"), load_model("default-robust")
+    assert list(robust.class_names) == list(plain.class_names) == list(LISA_CLASSES)
+    assert robust.preprocess == plain.preprocess and robust.arch == plain.arch == "lisacnn"
+    assert robust.fingerprint != plain.fingerprint
+    p_state, r_state = plain.module.state_dict(), robust.module.state_dict()
+    assert p_state.keys() == r_state.keys()
+    assert any(not torch.equal(p_state[k], r_state[k]) for k in p_state)
+    extra = json.loads(
+        torch.load(BUILTIN_MODELS["default-robust"], map_location="cpu", weights_only=True)[
+            "extra"
+        ]
+    )
+    assert extra["adversarial_leaves"] == 4 and extra["leaf_augment"] == 0.0
+    signs = load_builtin()
+    x = torch.from_numpy(np.stack(signs.images)).permute(0, 3, 1, 2).float().div(255.0)
+    pred = robust.logits(x).argmax(1).numpy()
+    np.testing.assert_array_equal(pred, signs.labels)

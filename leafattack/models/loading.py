@@ -60,6 +60,14 @@ simply record no split."""
 
 
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "weights" / "lisacnn_default.pt"
+ROBUST_MODEL_PATH = Path(__file__).resolve().parent / "weights" / "lisacnn_default_robust.pt"
+
+BUILTIN_MODELS: dict[str, Path] = {
+    "default": DEFAULT_MODEL_PATH,
+    "default-robust": ROBUST_MODEL_PATH,
+}
+"""Model specs that name a shipped checkpoint: ``default`` (LISA-CNN, the built-in signs)
+and ``default-robust`` (the same training with ``--adversarial-leaves 4``)."""
 
 
 def save_checkpoint(
@@ -392,13 +400,14 @@ def load_model(
     spec: str, device: str | torch.device = "cpu", *, trust_torchscript: bool = False
 ) -> Classifier:
     """Resolve a model spec (see the module docstring) to a :class:`Classifier` on ``device``."""
-    if spec == "default":
-        if not DEFAULT_MODEL_PATH.is_file():
+    if spec in BUILTIN_MODELS:
+        path = BUILTIN_MODELS[spec]
+        if not path.is_file():
             raise LeafattackError(
-                f"{DEFAULT_MODEL_PATH}: the default model is missing; train it with "
-                f"'leafattack train --out {DEFAULT_MODEL_PATH}'"
+                f"{path}: the {spec} model is missing; train it with "
+                f"'leafattack train --out {path}' (see the README's Models section)"
             )
-        return load_checkpoint(DEFAULT_MODEL_PATH, device)
+        return load_checkpoint(path, device)
     if spec.startswith("torchscript:"):
         return load_torchscript(spec[len("torchscript:") :], device)
     if spec.startswith("export:"):
