@@ -311,15 +311,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    from leafattack.data.sources import load_signs
+def _load_model(spec: str, args: argparse.Namespace) -> Any:
+    """The model ``spec`` on ``--device``, with ``--trust-torchscript`` (a Classifier)."""
     from leafattack.models.classifier import resolve_device
     from leafattack.models.loading import load_model
+
+    return load_model(spec, resolve_device(args.device), trust_torchscript=args.trust_torchscript)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from leafattack.data.sources import load_signs
     from leafattack.training.trainer import evaluate
 
-    clf = load_model(
-        args.model, resolve_device(args.device), trust_torchscript=args.trust_torchscript
-    )
+    clf = _load_model(args.model, args)
     signs = load_signs(args.signs)
     if len(signs) == 0:
         raise LeafattackError(f"sign source {args.signs!r} holds no signs")
@@ -469,12 +473,8 @@ def cmd_transfer(args: argparse.Namespace) -> int:
 def cmd_check_model(args: argparse.Namespace) -> int:
     from leafattack.data.sources import load_signs
     from leafattack.engine.check import check_model, format_model_check
-    from leafattack.models.classifier import resolve_device
-    from leafattack.models.loading import load_model
 
-    clf = load_model(
-        args.spec, resolve_device(args.device), trust_torchscript=args.trust_torchscript
-    )
+    clf = _load_model(args.spec, args)
     signs = load_signs(args.signs)
     res = check_model(clf, signs, sign_size=args.sign_size, seed=args.seed)
     print(format_model_check(args.spec, clf, signs, res, args.sign_size))
