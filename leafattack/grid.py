@@ -223,6 +223,9 @@ class TrialPlan:
     per_sign: np.ndarray = field(init=False)
     start: np.ndarray = field(init=False)
     active_start: np.ndarray = field(init=False)
+    n_positions: np.ndarray = field(init=False)
+    position_start: np.ndarray = field(init=False)
+    all_positions: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
         if self.n_variants < 1:
@@ -235,6 +238,14 @@ class TrialPlan:
         object.__setattr__(self, "start", np.concatenate([[0], np.cumsum(per_sign)]))
         counts = np.where(np.asarray(self.active, dtype=bool), per_sign, 0)
         object.__setattr__(self, "active_start", np.concatenate([[0], np.cumsum(counts)]))
+        # every sign's positions in one array, so decoding gathers them without a loop
+        n_pos = np.array([len(p) for p in self.positions], dtype=np.int64)
+        object.__setattr__(self, "n_positions", n_pos)
+        object.__setattr__(self, "position_start", np.concatenate([[0], np.cumsum(n_pos)]))
+        stacked = [np.asarray(p, dtype=np.float64).reshape(-1, 3) for p in self.positions]
+        object.__setattr__(
+            self, "all_positions", np.concatenate(stacked) if stacked else np.empty((0, 3))
+        )
 
     @property
     def total(self) -> int:
@@ -278,17 +289,14 @@ class TrialPlan:
         sign = np.searchsorted(self.active_start, k, side="right") - 1
         local = k - self.active_start[sign]
         trial_id = self.start[sign] + local
-        n_pos = np.array([len(p) for p in self.positions], dtype=np.int64)[sign]
+        n_pos = self.n_positions[sign]
         pos = local % n_pos
         rest = local // n_pos
         angle_idx = rest % len(self.angles)
         rest //= len(self.angles)
         size_idx = rest % len(self.sizes)
         variant = rest // len(self.sizes)
-        xyi = np.empty((len(k), 3))
-        for s in np.unique(sign):
-            sel = sign == s
-            xyi[sel] = self.positions[s][pos[sel]]
+        xyi = self.all_positions[self.position_start[sign] + pos]
         return {
             "trial_id": trial_id,
             "sign": sign,

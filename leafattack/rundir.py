@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import errno
 import fcntl
 import io
@@ -261,6 +262,49 @@ def csv_bytes(df: pd.DataFrame, header: bool) -> bytes:
     """``df`` as CSV bytes in the project's format (``%.6g`` floats, ``\\n`` line ends)."""
     buf = io.StringIO()
     df.to_csv(buf, index=False, header=header, float_format=FLOAT_FORMAT, lineterminator="\n")
+    return buf.getvalue().encode()
+
+
+def _text_cells(values: Any) -> list[Any]:
+    """Strings of a ``string`` column as CSV cells: missing values (None, NaN, pd.NA) as
+    empty cells, as pandas writes them."""
+    arr = np.asarray(values, dtype=object)
+    cells = arr.tolist()
+    missing = pd.isna(arr)
+    if missing.any():
+        for i in np.flatnonzero(missing).tolist():
+            cells[i] = ""
+    return cells
+
+
+def columns_csv_bytes(columns: Mapping[str, Any], dtypes: Mapping[str, str]) -> bytes:
+    """A batch of trial columns as headerless CSV bytes, without building a DataFrame.
+
+    Byte-identical to ``csv_bytes(typed_trials(columns, dtypes), header=False)`` (tested
+    against it): floats as ``FLOAT_FORMAT`` text and NaN as an empty cell, integers and
+    booleans as Python writes them, strings quoted where the ``csv`` module's minimal
+    quoting (which pandas uses) quotes them. About 4x faster than going through pandas, which
+    formats every float cell through several Python calls.
+
+    Args:
+        columns: name -> (N,) values (floats as numbers, strings as str objects).
+        dtypes: the table's columns in order (``int64``, ``float64``, ``bool`` or
+            ``string``).
+    """
+    cells: list[list[Any]] = []
+    for name, dtype in dtypes.items():
+        v = columns[name]
+        if dtype == "float64":
+            fmt = FLOAT_FORMAT
+            cells.append([fmt % x if x == x else "" for x in np.asarray(v, np.float64).tolist()])
+        elif dtype == "int64":
+            cells.append(np.asarray(v, dtype=np.int64).tolist())
+        elif dtype == "bool":
+            cells.append(np.asarray(v, dtype=bool).tolist())
+        else:
+            cells.append(_text_cells(v))
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(zip(*cells, strict=True))
     return buf.getvalue().encode()
 
 
@@ -582,11 +626,19 @@ class BackgroundWriter:
         commit_rows: int,
         observe: Callable[[pd.DataFrame], None] | None = None,
         max_queue: int = 4,
+        observe_rows: int = 65_536,
     ) -> None:
+        """``observe_rows``: column batches are handed to ``observe`` in blocks of about
+        this many rows (one typed DataFrame per block instead of per batch: pandas' fixed
+        cost per frame dominates a small batch); CSV-bytes batches are observed one by
+        one. Order is kept either way."""
         self.table = table
         self.dtypes = dict(dtypes)
         self.commit_rows = max(1, commit_rows)
         self.observe = observe
+        self.observe_rows = max(1, observe_rows)
+        self._unobserved: list[Mapping[str, Any]] = []
+        self._unobserved_rows = 0
         self._queue: queue.Queue[tuple[int, Any] | None] = queue.Queue(maxsize=max_queue)
         self._error: BaseException | None = None
         self._last = table.rows
@@ -611,6 +663,11 @@ class BackgroundWriter:
             except BaseException as exc:  # handed to the caller's thread
                 self._error = exc
             self._last = rows
+        if self._error is None:
+            try:
+                self._observe_pending()
+            except BaseException as exc:
+                self._error = exc
         if pending and self._error is None:
             try:
                 self.table.commit(self._last)
@@ -618,22 +675,39 @@ class BackgroundWriter:
                 self._error = exc
 
     def _write(self, payload: Mapping[str, Any] | bytes) -> None:
-        frame: pd.DataFrame | None = None
         if isinstance(payload, bytes):
+            frame = None
             if isinstance(self.table, AppendLog):
                 self.table.write(payload)
             if isinstance(self.table, PartsLog) or self.observe is not None:
                 frame = read_csv_rows(payload, self.dtypes)
+            if isinstance(self.table, PartsLog):
+                assert frame is not None
+                self.table.write(frame)
+            if self.observe is not None:
+                assert frame is not None
+                self._observe_pending()
+                self.observe(frame)
+            return
+        if isinstance(self.table, AppendLog):
+            self.table.write(columns_csv_bytes(payload, self.dtypes))
         else:
-            frame = typed_trials(payload, self.dtypes)
-            if isinstance(self.table, AppendLog):
-                self.table.write(csv_bytes(frame, header=False))
-        if isinstance(self.table, PartsLog):
-            assert frame is not None
-            self.table.write(frame)
+            self.table.write(typed_trials(payload, self.dtypes))
         if self.observe is not None:
-            assert frame is not None
-            self.observe(frame)
+            self._unobserved.append(payload)
+            self._unobserved_rows += len(payload[next(iter(self.dtypes))])
+            if self._unobserved_rows >= self.observe_rows:
+                self._observe_pending()
+
+    def _observe_pending(self) -> None:
+        """Hand the buffered column batches to ``observe`` as one typed frame."""
+        if not self._unobserved or self.observe is None:
+            return
+        parts, self._unobserved, self._unobserved_rows = self._unobserved, [], 0
+        merged = {
+            name: np.concatenate([np.asarray(p[name]) for p in parts]) for name in self.dtypes
+        }
+        self.observe(typed_trials(merged, self.dtypes))
 
     def put(self, rows: int, payload: Mapping[str, Any] | bytes) -> None:
         """Queue a batch, as column arrays (:func:`typed_trials` input) or headerless CSV

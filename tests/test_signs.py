@@ -252,7 +252,9 @@ def test_any_size_gives_a_centred_face_of_the_design_area(size: int, name: str) 
     ys, xs = np.nonzero(mask)
     centre = (size - 1) / 2
     assert abs((xs.min() + xs.max()) / 2 - centre) <= 1.0
-    assert abs((ys.min() + ys.max()) / 2 - centre) <= 1.0
+    # The school pentagon's apex narrows below a pixel for its last rows, which are then not
+    # drawn: its vertical box loses up to ~3 px at the top (1.5 px at size 174).
+    assert abs((ys.min() + ys.max()) / 2 - centre) <= (2.0 if name == "school" else 1.0)
     # Half a pixel of rounding along the outline is at most ~4 / size of the area.
     assert mask.mean() == pytest.approx(SHAPES[name].area, abs=0.01 + 4 / size)
 

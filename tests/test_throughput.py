@@ -24,6 +24,7 @@ from leafattack.rundir import (
     TRIALS_PARQUET,
     AppendLog,
     BackgroundWriter,
+    columns_csv_bytes,
     iter_trials,
     read_trials,
     round_like_csv,
@@ -181,7 +182,8 @@ def test_writer_errors_surface_in_the_callers_thread(tmp_path: Path) -> None:
             raise boom
 
     with table:
-        writer = BackgroundWriter(table, dtypes=dtypes, commit_rows=2, observe=observe)
+        writer = BackgroundWriter(table, dtypes=dtypes, commit_rows=2, observe=observe,
+                                  observe_rows=1)
         writer.put(2, {"trial_id": np.array([0, 1]), "success": np.array([True, False])})
         with pytest.raises(OSError) as info:
             for k in range(2, 6, 2):
@@ -191,6 +193,53 @@ def test_writer_errors_surface_in_the_callers_thread(tmp_path: Path) -> None:
         assert info.value is boom
     assert table.rows == 2
     assert (tmp_path / "t.csv").read_bytes().startswith(b"trial_id,success\n0,True\n1,False\n")
+
+
+def test_columns_csv_bytes_equal_pandas_to_csv() -> None:
+    """The writer's direct CSV formatting gives pandas' bytes, tricky cells included."""
+    rng = np.random.default_rng(5)
+    n = 300
+    floats = rng.standard_normal(n) * 10.0 ** rng.integers(-12, 12, n)
+    floats[:8] = [np.nan, np.inf, -np.inf, -0.0, 0.0, 1.0, 123456789.0, 1e-300]
+    words = np.array(["stop", "a,b", 'say "hi"', "line\nbreak", "", " pad ", "yield"], object)
+    text = words[rng.integers(0, len(words), n)]
+    text[3] = None
+    text[4] = np.nan
+    columns = {
+        "trial_id": np.arange(n, dtype=np.int64) * 7 - 50,
+        "name": text,
+        "conf": floats,
+        "ok": rng.random(n) > 0.5,
+        "frac": rng.random(n),
+    }
+    dtypes = {"trial_id": "int64", "name": "string", "conf": "float64", "ok": "bool",
+              "frac": "float64"}
+    frame = pd.DataFrame({k: pd.Series(v).astype(dtypes[k]) for k, v in columns.items()})
+    expect = frame.to_csv(index=False, header=False, float_format="%.6g", lineterminator="\n")
+    assert columns_csv_bytes(columns, dtypes) == expect.encode()
+
+
+def test_writer_observes_every_row_in_order_in_blocks(tmp_path: Path) -> None:
+    """Column batches reach the observer merged into blocks of about observe_rows rows, in
+    order, typed; the last partial block at close."""
+    dtypes = {"trial_id": "int64", "name": "string", "p": "float64"}
+    table = AppendLog(tmp_path / "t.csv", tmp_path / "p.json", header=b"trial_id,name,p\n",
+                      total=10)
+    blocks: list[pd.DataFrame] = []
+    with table:
+        writer = BackgroundWriter(table, dtypes=dtypes, commit_rows=2, observe=blocks.append,
+                                  observe_rows=4)
+        for k in range(0, 10, 2):
+            writer.put(k + 2, {"trial_id": np.array([k, k + 1]),
+                               "name": np.array([f"s{k}", f"s{k + 1}"], object),
+                               "p": np.array([0.1234567, 1 / 3])})
+        writer.close()
+    assert [len(b) for b in blocks] == [4, 4, 2]
+    seen = pd.concat(blocks, ignore_index=True)
+    assert seen["trial_id"].tolist() == list(range(10))
+    assert str(seen["name"].dtype) == "string" and seen["p"].iloc[0] == 0.123457
+    assert table.rows == 10
+    assert len(pd.read_csv(tmp_path / "t.csv")) == 10
 
 
 def test_parquet_without_pyarrow_is_one_line(monkeypatch: pytest.MonkeyPatch, signs4: Path,

@@ -7,7 +7,9 @@ strongest trial of each sign so far. That is all the sign-level cluster bootstra
 (:func:`~leafattack.analysis.cluster.cluster_bootstrap_cells`), so :meth:`summary` and
 :meth:`best` equal :func:`~leafattack.analysis.summary.summarise` and
 :func:`~leafattack.analysis.summary.strongest` of the whole trials table, without the
-table ever being read back. Memory grows with signs x leaves x levels, not with trials.
+table ever being read back. Memory grows with signs x leaves x levels, not with trials
+(plus at most ``flush_rows`` buffered rows: batches are counted in blocks of that many
+rows, since the fixed cost of each pandas group-by dominates a small batch).
 
 Example:
     >>> acc = SummaryAccumulator()
@@ -34,9 +36,17 @@ _Cell = tuple[Hashable, int, str]  # (level, sign_id, leaf_id or "")
 class SummaryAccumulator:
     """Per-batch counters of a run's trials; see the module docstring."""
 
-    def __init__(self, dtypes: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, dtypes: Mapping[str, str] | None = None, *, flush_rows: int = 65_536
+    ) -> None:
         """``dtypes``: the trials' columns (:func:`leafattack.schema.trial_columns`), which
-        :meth:`best` of a run without trials still has."""
+        :meth:`best` of a run without trials still has. ``flush_rows``: rows buffered
+        before they are counted (the results do not depend on it)."""
+        if flush_rows < 1:
+            raise ValueError(f"flush_rows={flush_rows}: expected at least 1")
+        self.flush_rows = flush_rows
+        self._pending: list[pd.DataFrame] = []
+        self._pending_rows = 0
         self.cells: dict[str, dict[_Cell, list[int]]] = {}
         self.sign_class: dict[int, str] = {}
         self.sign_hits: dict[int, int] = {}
@@ -73,6 +83,21 @@ class SummaryAccumulator:
         if self.scenes is None:
             self.scenes = "n_leaves" in trials.columns
         self.rows += len(trials)
+        self._pending.append(trials)
+        self._pending_rows += len(trials)
+        if self._pending_rows >= self.flush_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Count the buffered rows."""
+        if not self._pending:
+            return
+        trials = (
+            self._pending[0]
+            if len(self._pending) == 1
+            else pd.concat(self._pending, ignore_index=True)
+        )
+        self._pending, self._pending_rows = [], 0
         ok = trials["success"].to_numpy(dtype=bool)
         sign = trials["sign_id"].to_numpy(dtype=np.int64)
         leaf = (
@@ -108,6 +133,7 @@ class SummaryAccumulator:
 
     def best(self) -> pd.DataFrame:
         """:func:`~leafattack.analysis.summary.strongest` of every row seen."""
+        self._flush()
         if self._best is None:
             empty = self._empty if self._empty is not None else pd.DataFrame()
             return strongest(empty)
@@ -116,6 +142,7 @@ class SummaryAccumulator:
     def summary(self, boot: BootSpec | None = None) -> pd.DataFrame:
         """:func:`~leafattack.analysis.summary.summarise` of every row seen."""
         b = boot or BootSpec()
+        self._flush()
         if not self.rows:
             empty = self._empty if self._empty is not None else pd.DataFrame()
             return summarise(empty, b)

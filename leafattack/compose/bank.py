@@ -65,6 +65,22 @@ def scale_leaf(rgba: np.ndarray, longest: int) -> np.ndarray:
     return np.clip(out, 0.0, 1.0).reshape(nh, nw, 4)
 
 
+def support_radius(alpha: np.ndarray) -> float:
+    """Distance from the centre of ``alpha``'s box to the farthest corner of a pixel with
+    alpha > 0 (0 for an empty leaf).
+
+    Args:
+        alpha: float (h, w) in [0, 1].
+    """
+    ys, xs = np.nonzero(alpha > 0)
+    if not len(ys):
+        return 0.0
+    h, w = alpha.shape
+    dx = np.abs(xs + 0.5 - w / 2.0) + 0.5
+    dy = np.abs(ys + 0.5 - h / 2.0) + 0.5
+    return float(np.sqrt(dx * dx + dy * dy).max())
+
+
 @dataclass(frozen=True, slots=True)
 class LeafBank:
     """Pre-scaled leaves, one entry per (width, leaf variant, size): entry
@@ -75,8 +91,10 @@ class LeafBank:
             (its bounding box centre at ``C/2 + shift``) on a transparent canvas of side C.
         shift: float32 (V*S, 2): offset in pixels (x, y) of each leaf's bbox centre from C/2.
         n_sizes: number of sizes S.
-        extent: float32 (V*S,): half-diagonal in pixels of each scaled leaf's bounding box; the
-            leaf, at any rotation, lies within this distance of its centre.
+        extent: float32 (V*S,): radius in pixels of each scaled leaf's support about its
+            bounding-box centre (the farthest corner of a pixel with alpha > 0; at most the
+            box's half-diagonal): the leaf, at any rotation, lies within this distance of
+            its centre, and its bilinear samples within this distance plus one pixel.
     """
 
     images: torch.Tensor
@@ -123,7 +141,7 @@ def build_leaf_bank(
         oy, ox = (canvas - h) // 2, (canvas - w) // 2
         images[i, :, oy : oy + h, ox : ox + w] = a.transpose(2, 0, 1)
         shift[i] = (ox + w / 2 - canvas / 2, oy + h / 2 - canvas / 2)
-        extent[i] = math.hypot(h, w) / 2
+        extent[i] = support_radius(a[..., 3])
     return LeafBank(
         torch.from_numpy(images).to(device),
         torch.from_numpy(shift).to(device),

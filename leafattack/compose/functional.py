@@ -17,6 +17,7 @@ rotates the leaf counter-clockwise as seen on screen, in degrees.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -121,55 +122,40 @@ def composite(
     return images, occluded, alpha
 
 
-_OUTSIDE = 1000.0
-"""Added to the sampling coordinates of window pixels outside the sign image: the leaf
-canvas spans [-1, 1], so those pixels sample nothing (the leaf is cut off at the edge)."""
+@functools.lru_cache(maxsize=64)
+def _block_base(ky: int, kx: int, f: int, device: str) -> torch.Tensor:
+    """Homogeneous pixel centres ``(u, v, 1)`` of a window of ky x kx blocks of f x f
+    pixels, in the blocks' own layout: float32 (ky*kx*f*f, 3), row ``(a*kx + b)*f*f +
+    dy*f + dx`` for window pixel (row ``a*f + dy``, column ``b*f + dx``), whose centre is
+    ``(b*f + dx + 0.5, a*f + dy + 0.5)`` in window pixels. Cached: a run has few shapes."""
+    rows = torch.arange(ky * f, dtype=torch.float32) + 0.5
+    cols = torch.arange(kx * f, dtype=torch.float32) + 0.5
+    v, u = torch.meshgrid(rows, cols, indexing="ij")
+    base = torch.stack([u, v, torch.ones_like(u)], -1)  # (ky*f, kx*f, 3)
+    base = base.view(ky, f, kx, f, 3).permute(0, 2, 1, 3, 4).reshape(-1, 3)
+    return base.contiguous().to(device)
 
 
-def _window_grid(
+def _window_theta(
     bank: LeafBank,
-    entry: torch.Tensor,
+    shift: torch.Tensor,
     angle: torch.Tensor,
     cx: torch.Tensor,
     cy: torch.Tensor,
-    win: int,
-    inside: tuple[torch.Tensor, torch.Tensor],
-    f: int = 0,
 ) -> torch.Tensor:
-    """``grid_sample`` grid (N, win, win, 2) of the leaf canvas over a window; with a block
-    side ``f`` (which divides ``win``), laid out by blocks instead: (N, k*k, f*f, 2), entry
-    ``[n, a*k + b, dy*f + dx]`` for window pixel ``(a*f + dy, b*f + dx)``, k = win / f.
-
-    Same mapping as :func:`placement_theta`, built from separable row and column terms
-    (cheaper than ``affine_grid``). ``cx``, ``cy``: leaf centre in window pixels (edge
-    convention); ``inside``: bool (N, win) rows and columns that lie on the sign image.
-    """
+    """float32 (N, 3, 2) maps ``(u, v, 1) @ theta`` from window pixel centres to
+    ``grid_sample`` coordinates of the leaf canvas: the mapping of
+    :func:`placement_theta`, for a leaf centred at window pixel ``(cx, cy)`` (edge
+    convention); ``shift`` float32 (N, 2) the bank's bbox-centre offsets."""
     t = torch.deg2rad(angle.float())
-    c, s = torch.cos(t)[:, None], torch.sin(t)[:, None]
-    scale = 2.0 / bank.canvas
-    shift = bank.shift[entry]
-    centres = torch.arange(win, device=cx.device, dtype=torch.float32)[None, :] + 0.5
-    u = centres - cx[:, None]  # (N, win) x offsets of the window columns from the leaf centre
-    v = centres - cy[:, None]  # (N, win) y offsets of the window rows
-    row_pen = (~inside[0]).float() * _OUTSIDE
-    col_pen = (~inside[1]).float() * _OUTSIDE
-    rows0 = (-s * v) * scale + row_pen
-    cols0 = (c * u + shift[:, 0:1]) * scale + col_pen
-    rows1 = (c * v + shift[:, 1:2]) * scale + row_pen
-    cols1 = (s * u) * scale + col_pen
-    n = cx.shape[0]
-    if not f:
-        grid = torch.empty((n, win, win, 2), device=cx.device)
-        torch.add(rows0[:, :, None], cols0[:, None, :], out=grid[..., 0])
-        torch.add(rows1[:, :, None], cols1[:, None, :], out=grid[..., 1])
-        return grid
-    k = win // f
-    grid = torch.empty((n, k, k, f, f, 2), device=cx.device)
-    for i, (r, col) in enumerate(((rows0, cols0), (rows1, cols1))):
-        torch.add(
-            r.view(n, k, 1, f, 1), col.view(n, 1, k, 1, f), out=grid[..., i]
-        )
-    return grid.view(n, k * k, f * f, 2)
+    c, s = torch.cos(t), torch.sin(t)
+    sc = 2.0 / bank.canvas
+    # canvas x = c*(u - cx) - s*(v - cy) + shift_x, canvas y = s*(u - cx) + c*(v - cy) + shift_y
+    bx = shift[:, 0] - c * cx + s * cy
+    by = shift[:, 1] - s * cx - c * cy
+    return torch.stack(
+        [torch.stack([c, s], -1), torch.stack([-s, c], -1), torch.stack([bx, by], -1)], -2
+    ).mul_(sc)
 
 
 def composite_pooled(
@@ -253,37 +239,35 @@ def composite_pooled_window(
     if radius is None:
         radius = float((bank.extent[first] if one_entry else bank.extent[entry]).max()) + 1.0
     k = int(math.ceil((2.0 * radius + f) / f))  # window side in blocks
-    win = k * f
+    ky, kx = min(k, hl), min(k, wl)  # a leaf larger than the image: the whole image
     cx, cy = x.float() * w, y.float() * h
-    oy_b = torch.floor((cy - radius) / f).long()  # window origin in blocks
-    ox_b = torch.floor((cx - radius) / f).long()
-    ox, oy = ox_b * f, oy_b * f
-    ar = torch.arange(win, device=dev)
-    rows, cols = oy[:, None] + ar, ox[:, None] + ar  # (N, win)
-    inside = ((rows >= 0) & (rows < h)), ((cols >= 0) & (cols < w))
-    kk = torch.arange(k, device=dev)
-    lr = (oy_b[:, None] + kk).clamp(0, hl - 1)  # (N, k) block rows, clamped into the image
-    lc = (ox_b[:, None] + kk).clamp(0, wl - 1)
-    rows_idx = ((sign[:, None, None] * hl + lr[:, :, None]) * wl + lc[:, None, :]).reshape(-1)
-    # Everything is computed in the blocks' own layout, (N, k*k, [C,] f*f): block (a, b) of
-    # the window, then pixel (dy, dx) inside it. The sign's blocks are then gathered with no
-    # reordering copy, and pooling is a sum over the last axis.
-    sign_blk = stack.blocks.index_select(0, rows_idx).view(n, k * k, 3, f * f).float()
-    mask_blk = stack.mask_blocks.index_select(0, rows_idx).view(n, k * k, f * f)
-    grid = _window_grid(bank, entry, angle, cx - ox.float(), cy - oy.float(), win, inside, f)
+    # The window starts at the block holding the leaf's top-left extent, moved to lie inside
+    # the image: it still holds every on-image pixel the leaf can touch.
+    oy_b = torch.floor((cy - radius) / f).long().clamp_(0, hl - ky)
+    ox_b = torch.floor((cx - radius) / f).long().clamp_(0, wl - kx)
+    lr = oy_b[:, None] + torch.arange(ky, device=dev)  # (N, ky) block rows
+    lc = ox_b[:, None] + torch.arange(kx, device=dev)  # (N, kx) block columns
+    cell = (lr[:, :, None] * wl + lc[:, None, :]).view(n, ky * kx)  # blocks of the sign
+    rows_idx = (sign[:, None] * (hl * wl) + cell).view(-1)
+    # Everything is computed in the blocks' own layout, (N, ky*kx, [C,] f*f): block (a, b)
+    # of the window, then pixel (dy, dx) inside it. The sign's blocks are then gathered with
+    # no reordering copy, and pooling is a sum over the last axis.
+    sign_blk = stack.blocks.index_select(0, rows_idx).view(n, ky * kx, 3, f * f).float()
+    mask_blk = stack.mask_blocks.index_select(0, rows_idx).view(n, ky * kx, f * f)
+    shift = bank.shift[first].expand(n, 2) if one_entry else bank.shift[entry]
+    theta = _window_theta(bank, shift, angle, cx - (ox_b * f).float(), cy - (oy_b * f).float())
+    base = _block_base(ky, kx, f, str(dev))
+    grid = torch.matmul(base, theta).view(n, ky * kx, f * f, 2)
     leaf = bank.images[first].expand(n, -1, -1, -1) if one_entry else bank.images[entry]
     layer = F.grid_sample(leaf, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    alpha = layer[:, 3]  # (N, k*k, f*f)
-    rgb = layer[:, :3].permute(0, 2, 1, 3)  # (N, k*k, 3, f*f), a view
+    alpha = layer[:, 3]  # (N, ky*kx, f*f)
+    rgb = layer[:, :3].permute(0, 2, 1, 3)  # (N, ky*kx, 3, f*f), a view
     delta = torch.addcmul(rgb, sign_blk, alpha[:, :, None, :], value=-1.0 / 255.0)
-    delta_low = delta.sum(dim=3).div_(f * f).view(n, k, k, 3)  # pooled change per block
-    out = stack.low[sign]  # (N, h/f, w/f, 3), a copy
-    # Window blocks outside the image carry zeros, so clamping their indices adds nothing.
-    out.index_put_(
-        (torch.arange(n, device=dev)[:, None, None], lr[:, :, None], lc[:, None, :]),
-        delta_low,
-        accumulate=True,
-    )
+    delta_low = delta.sum(dim=3).div_(f * f)  # (N, ky*kx, 3) pooled change per block
+    out = stack.low.index_select(0, sign)  # (N, h/f, w/f, 3), a copy
+    # The window lies inside the image, so its blocks are distinct pixels of ``out``.
+    flat = (torch.arange(n, device=dev)[:, None] * (hl * wl) + cell).view(-1)
+    out.view(-1, 3).index_add_(0, flat, delta_low.view(-1, 3))
     occluded = (alpha * mask_blk).sum(dim=(1, 2)) / stack.area[sign]
     return out.permute(0, 3, 1, 2).clamp_(0.0, 1.0), occluded
 
