@@ -612,3 +612,35 @@ def test_default_robust_is_a_second_shipped_model() -> None:
     x = torch.from_numpy(np.stack(signs.images)).permute(0, 3, 1, 2).float().div(255.0)
     pred = robust.logits(x).argmax(1).numpy()
     np.testing.assert_array_equal(pred, signs.labels)
+
+
+def test_model_input_layout_is_fixed_per_model() -> None:
+    """A model of unknown code always gets contiguous NCHW, even from a channels-last
+    batch (the pooled compositor's layout), so ``.view`` on its activations works; a
+    built-in architecture gets channels-last on a CPU, with the same outputs to 1e-5."""
+    seen: list[torch.Tensor] = []
+
+    class Viewing(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+            self.fc = nn.Linear(4 * 30 * 30, 16)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            seen.append(x)
+            h = self.conv(x)
+            return self.fc(h.view(h.shape[0], -1))
+
+    torch.manual_seed(0)
+    batch = torch.rand(5, 32, 32, 3).permute(0, 3, 1, 2)  # channels-last strides
+    custom = Classifier(Viewing(), LISA_CLASSES, Preprocess(input_size=32))
+    custom.predict_proba(batch)  # would raise in .view on channels-last activations
+    assert seen[-1].is_contiguous() and not custom.channels_last
+
+    builtin = _classifier(input_size=32)
+    assert builtin.channels_last
+    x = builtin.prepare(batch.contiguous())
+    assert x.is_contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        plain = torch.softmax(builtin.module(x.contiguous()), 1)
+    torch.testing.assert_close(builtin.predict_proba(batch), plain, atol=1e-5, rtol=0)

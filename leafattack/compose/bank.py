@@ -158,9 +158,11 @@ class SignStack:
     per block instead of one index per pixel.
 
     Attributes:
-        blocks: uint8 (S * H/f * W/f, 3 * f * f): row ``(s * H/f + i) * W/f + j`` holds
-            block (i, j) of sign s, channel-major (c, dy, dx).
-        mask_blocks: uint8 (S * H/f * W/f, f * f) sign masks (0/1), blocked the same way.
+        blocks: (S * H/f * W/f, 3 * f * f) values 0..255: row ``(s * H/f + i) * W/f + j``
+            holds block (i, j) of sign s, channel-major (c, dy, dx). float32 when the stack
+            is small (the compositor then converts nothing per trial), else uint8.
+        mask_blocks: (S * H/f * W/f, f * f) sign masks (0/1), blocked the same way, of the
+            same dtype.
         low: float32 (S, H/f, W/f, 3) clean signs average-pooled by ``factor`` (channels last).
         area: float32 (S,) sign-mask pixel counts (at least 1).
         factor: pooling factor f; H and W are multiples of it.
@@ -178,6 +180,11 @@ class SignStack:
         return int(self.low.shape[1]), int(self.low.shape[2])
 
 
+FLOAT_STACK_BYTES = 256 * 2**20
+"""Largest sign stack kept in float32 (4 bytes per pixel and channel); larger ones (many
+photos) stay uint8 and are converted window by window."""
+
+
 def build_sign_stack(images: torch.Tensor, masks: torch.Tensor, factor: int) -> SignStack:
     """Prepare uint8 (S, 3, H, W) signs and bool (S, H, W) masks for pooled compositing."""
     h, w = images.shape[-2:]
@@ -189,9 +196,10 @@ def build_sign_stack(images: torch.Tensor, masks: torch.Tensor, factor: int) -> 
     blocks = images.reshape(n, 3, h // f, f, w // f, f).permute(0, 2, 4, 1, 3, 5)
     mask_blocks = masks.to(torch.uint8).reshape(n, h // f, f, w // f, f).permute(0, 1, 3, 2, 4)
     area = masks.float().sum(dim=(1, 2)).clamp_min(1.0)
+    dtype = torch.float32 if images.numel() * 4 <= FLOAT_STACK_BYTES else torch.uint8
     return SignStack(
-        blocks.reshape(-1, 3 * f * f).contiguous(),
-        mask_blocks.reshape(-1, f * f).contiguous(),
+        blocks.reshape(-1, 3 * f * f).to(dtype).contiguous(),
+        mask_blocks.reshape(-1, f * f).to(dtype).contiguous(),
         low,
         area,
         f,

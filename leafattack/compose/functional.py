@@ -175,7 +175,9 @@ def composite_pooled(
     Trials are processed in groups of one bank entry (leaf variant and size), so that each
     group's window fits its own leaf and every trial of a group samples the same leaf image
     (which is then not copied per trial; see :func:`composite_pooled_window`). A grid batch
-    holds few entries: trials of one entry are consecutive in trial order.
+    holds few entries, and the trials of one entry are consecutive in trial order: each run
+    of equal entries is then a slice of the batch (no gathering, no scattering back); a
+    batch whose entries alternate is grouped by entry instead.
 
     Returns:
         ``(low, occluded_frac)``: float32 (N, 3, H/f, W/f) in [0, 1] and float32 (N,).
@@ -183,15 +185,23 @@ def composite_pooled(
     if host_entry is None or host_extent is None:  # groups found on the device (a sync)
         host_entry = entry.cpu().numpy()
         host_extent = bank.extent.cpu().numpy()
+    n = sign.shape[0]
+    cuts = (np.flatnonzero(np.diff(host_entry)) + 1).tolist()
     groups = np.unique(host_entry)
-    if len(groups) == 1:
-        radius = float(host_extent[groups[0]]) + 1.0
-        return composite_pooled_window(
-            stack, bank, sign, entry, x, y, angle, one_entry=True, radius=radius
-        )
+    if len(cuts) + 1 <= 2 * len(groups):  # runs of equal entries: slices
+        parts = [
+            composite_pooled_window(
+                stack, bank, sign[a:b], entry[a:b], x[a:b], y[a:b], angle[a:b],
+                one_entry=True, radius=float(host_extent[host_entry[a]]) + 1.0,
+            )
+            for a, b in zip([0, *cuts], [*cuts, n], strict=True)
+        ]
+        if len(parts) == 1:
+            return parts[0]
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
     hl, wl = stack.low_size
-    low = torch.empty((sign.shape[0], 3, hl, wl), device=stack.low.device)
-    occ = torch.empty(sign.shape[0], device=stack.low.device)
+    low = torch.empty((n, 3, hl, wl), device=stack.low.device)
+    occ = torch.empty(n, device=stack.low.device)
     for g in groups:
         sel = torch.from_numpy(np.flatnonzero(host_entry == g)).to(stack.low.device)
         low[sel], occ[sel] = composite_pooled_window(
@@ -252,23 +262,33 @@ def composite_pooled_window(
     # Everything is computed in the blocks' own layout, (N, ky*kx, [C,] f*f): block (a, b)
     # of the window, then pixel (dy, dx) inside it. The sign's blocks are then gathered with
     # no reordering copy, and pooling is a sum over the last axis.
-    sign_blk = stack.blocks.index_select(0, rows_idx).view(n, ky * kx, 3, f * f).float()
+    sign_blk = stack.blocks.index_select(0, rows_idx).view(n, ky * kx, 3, f * f)  # 0..255
     mask_blk = stack.mask_blocks.index_select(0, rows_idx).view(n, ky * kx, f * f)
     shift = bank.shift[first].expand(n, 2) if one_entry else bank.shift[entry]
     theta = _window_theta(bank, shift, angle, cx - (ox_b * f).float(), cy - (oy_b * f).float())
     base = _block_base(ky, kx, f, str(dev))
-    grid = torch.matmul(base, theta).view(n, ky * kx, f * f, 2)
+    # One (P, 3) x (3, 2N) product for every trial's affine map (a broadcast batched
+    # product would copy ``base`` N times), then reordered to grid_sample's (N, ..., 2).
+    p = base.shape[0]
+    grid = (base @ theta.permute(1, 0, 2).reshape(3, 2 * n)).view(p, n, 2)
+    grid = grid.transpose(0, 1).reshape(n, ky * kx, f * f, 2)
     leaf = bank.images[first].expand(n, -1, -1, -1) if one_entry else bank.images[entry]
     layer = F.grid_sample(leaf, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     alpha = layer[:, 3]  # (N, ky*kx, f*f)
-    rgb = layer[:, :3].permute(0, 2, 1, 3)  # (N, ky*kx, 3, f*f), a view
-    delta = torch.addcmul(rgb, sign_blk, alpha[:, :, None, :], value=-1.0 / 255.0)
-    delta_low = delta.sum(dim=3).div_(f * f)  # (N, ky*kx, 3) pooled change per block
+    # Pooled change per block: (sum of the leaf's premultiplied colour - sum of sign * alpha
+    # / 255) / f^2, both sums over the block's f*f pixels.
+    # A batched matrix-vector product per block is about 4x faster than a broadcast product
+    # over the permuted colour view, then a sum.
+    nb = n * ky * kx
+    leaf_sum = layer[:, :3].sum(dim=3).transpose(1, 2)  # (N, ky*kx, 3)
+    under_sum = torch.bmm(sign_blk.float().view(nb, 3, f * f), alpha.reshape(nb, f * f, 1))
+    delta_low = torch.add(leaf_sum, under_sum.view(n, ky * kx, 3), alpha=-1.0 / 255.0)
+    delta_low = delta_low.div_(f * f)
     out = stack.low.index_select(0, sign)  # (N, h/f, w/f, 3), a copy
     # The window lies inside the image, so its blocks are distinct pixels of ``out``.
     flat = (torch.arange(n, device=dev)[:, None] * (hl * wl) + cell).view(-1)
-    out.view(-1, 3).index_add_(0, flat, delta_low.view(-1, 3))
-    occluded = (alpha * mask_blk).sum(dim=(1, 2)) / stack.area[sign]
+    out.view(-1, 3).index_add_(0, flat, delta_low.reshape(-1, 3))
+    occluded = (alpha * mask_blk.float()).sum(dim=(1, 2)) / stack.area[sign]
     return out.permute(0, 3, 1, 2).clamp_(0.0, 1.0), occluded
 
 
