@@ -250,6 +250,41 @@ def test_pooled_renderer_equals_pooling_the_full_render(k: int) -> None:
     assert torch.allclose(occ, occ2, atol=1e-5)
 
 
+def test_pooled_renderer_windows_hold_small_leaves_drawn_large() -> None:
+    """Leaves far smaller than they are drawn (tight support windows must still hold their
+    upscaled, bilinear edges): pooled render == pooling the full render."""
+    from leafattack.compose.bank import build_sign_stack
+    from leafattack.compose.scenes import build_variant_bank
+
+    rng = np.random.default_rng(11)
+    leaves = []
+    for h, w in ((9, 6), (5, 12), (14, 14)):
+        leaf = np.zeros((h, w, 4), np.uint8)
+        yy, xx = np.mgrid[0:h, 0:w]
+        inside = ((yy + 0.5 - h / 2) / (h / 2)) ** 2 + ((xx + 0.5 - w / 2) / (w / 2)) ** 2 <= 1
+        leaf[inside] = (200, 60, 20, 255)
+        leaves.append(leaf)
+    size = 64
+    signs = torch.from_numpy(rng.integers(0, 256, (4, 3, size, size), dtype=np.uint8))
+    masks = torch.from_numpy(rng.random((4, size, size)) > 0.2)
+    bank = build_variant_bank(leaves, size)
+    n = 48
+    batch = SceneBatch(
+        sign=torch.from_numpy(rng.integers(0, 4, n)),
+        variant=torch.from_numpy(rng.integers(0, 3, (n, 1))),
+        size=torch.from_numpy(rng.uniform(0.3, 1.5, (n, 1)).astype(np.float32)),
+        angle=torch.from_numpy(rng.uniform(0, 360, (n, 1)).astype(np.float32)),
+        x=torch.from_numpy(rng.uniform(0.1, 0.9, (n, 1)).astype(np.float32)),
+        y=torch.from_numpy(rng.uniform(0.1, 0.9, (n, 1)).astype(np.float32)),
+        present=torch.ones((n, 1), dtype=torch.bool),
+    )
+    with torch.inference_mode():
+        full, occ = render_scenes(signs, masks, bank, batch)
+        low, occ2 = render_pooled(build_sign_stack(signs, masks, 4), bank, batch)
+    torch.testing.assert_close(low, F.avg_pool2d(full, 4), atol=2e-5, rtol=0)
+    torch.testing.assert_close(occ2, occ, atol=1e-5, rtol=0)
+
+
 @pytest.mark.parametrize(
     "flags",
     [

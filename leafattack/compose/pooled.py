@@ -53,7 +53,15 @@ def render_pooled(
     low = stack.low.index_select(0, batch.sign)  # (N, H/f, W/f, 3), a copy
     occ = torch.zeros(n, device=dev)
     pixels = batch.size * float(w)  # (N, K)
-    radius = pixels * _HALF_DIAGONAL + 1.0
+    if bank.reach is None:
+        radius = pixels * _HALF_DIAGONAL + 1.0
+    else:
+        # The leaf's own support (tighter than its box's half-diagonal), plus the area-resized
+        # level's spill (under a level pixel's diagonal) and bilinear sampling's reach (under
+        # one more): 2.5 level pixels, which are at most one sign pixel, except when the
+        # full-resolution leaf is drawn larger than it is.
+        up = (pixels / bank.level_px[:, 0][batch.variant]).clamp_min(1.0)
+        radius = pixels * bank.reach[batch.variant] + 2.5 * up
     # Window sides in blocks, rounded up to even counts (fewer groups) and at most the image.
     need = torch.ceil((2.0 * radius + f) / f).long()
     blocks = torch.minimum((need + 1) // 2 * 2, torch.tensor(min(hl, wl), device=dev))
@@ -102,6 +110,30 @@ def _window(
     lr = oy_b[:, None] + kk
     lc = ox_b[:, None] + kk
     rows_idx = ((sign[:, None, None] * hl + lr[:, :, None]) * wl + lc[:, None, :]).reshape(-1)
+    atlas = bank.atlas.expand(m, -1, -1, -1)
+
+    def grid_of(j: int) -> torch.Tensor:
+        return slot_grid(
+            bank, batch.variant[sel, j], batch.size[sel, j] * float(w), batch.angle[sel, j],
+            batch.x[sel, j] * float(w) - ox, batch.y[sel, j] * float(h) - oy, win, win,
+        )
+
+    if slot == 0:
+        # Nothing beneath but the sign: work in the sign stack's own block layout, as the
+        # grid's compositor does (no reordered copy of the window, block sums by a batched
+        # product); only the sampling grid is reordered into blocks.
+        ff = f * f
+        sign_blk = stack.blocks.index_select(0, rows_idx).view(m * k * k, 3, ff).float()
+        mask_blk = stack.mask_blocks.index_select(0, rows_idx).view(m, k * k, ff).float()
+        grid = grid_of(0).view(m, k, f, k, f, 2).permute(0, 1, 3, 2, 4, 5)
+        top = F.grid_sample(atlas, grid.reshape(m, k * k, ff, 2), mode="bilinear",
+                            padding_mode="zeros", align_corners=False)
+        top.mul_(batch.present[sel, 0].float()[:, None, None, None])
+        alpha = top[:, 3]  # (m, k*k, f*f)
+        under = torch.bmm(sign_blk, alpha.reshape(m * k * k, ff, 1)).view(m, k * k, 3)
+        delta = torch.add(top[:, :3].sum(dim=3).transpose(1, 2), under, alpha=-1.0 / 255.0)
+        cover = (alpha * mask_blk).sum(dim=(1, 2))
+        return delta.div_(ff).reshape(m, k, k, 3), cover, lr, lc
     image = (
         stack.blocks.index_select(0, rows_idx)
         .view(m, k, k, 3, f, f)
@@ -117,14 +149,9 @@ def _window(
         .reshape(m, win, win)
         .float()
     )
-    atlas = bank.atlas.expand(m, -1, -1, -1)
 
     def layer(j: int) -> torch.Tensor:
-        grid = slot_grid(
-            bank, batch.variant[sel, j], batch.size[sel, j] * float(w), batch.angle[sel, j],
-            batch.x[sel, j] * float(w) - ox, batch.y[sel, j] * float(h) - oy, win, win,
-        )
-        out = F.grid_sample(atlas, grid, mode="bilinear", padding_mode="zeros",
+        out = F.grid_sample(atlas, grid_of(j), mode="bilinear", padding_mode="zeros",
                             align_corners=False)
         return out.mul_(batch.present[sel, j].float()[:, None, None, None])
 

@@ -42,6 +42,7 @@ half a pixel at the rim, because ``composite`` rounds the leaf's sides to whole 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -52,6 +53,7 @@ import torch
 import torch.nn.functional as F
 
 from leafattack.compose.appearance import Appearance, cast_shadow, match_layers
+from leafattack.compose.bank import support_radius
 from leafattack.errors import LeafattackError
 
 MAX_SLOTS: int = 16
@@ -204,6 +206,9 @@ class VariantBank:
         width: the sign width in pixels that the levels were anchored at (sizes
             ``2 * 2**(-j / levels_per_octave)`` are levels exactly on signs this wide).
         levels_per_octave: levels per factor of two in size.
+        reach: float32 (V,) or None: each leaf's support radius about its bounding-box
+            centre (the farthest corner of a pixel with alpha > 0), as a fraction of its
+            longest side (at most sqrt(2)/2; None: assume that bound).
     """
 
     atlas: torch.Tensor
@@ -212,6 +217,7 @@ class VariantBank:
     tile_centre: torch.Tensor
     width: int
     levels_per_octave: int
+    reach: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         atlas = self.atlas
@@ -255,6 +261,7 @@ class VariantBank:
             self.tile_centre.to(device),
             self.width,
             self.levels_per_octave,
+            None if self.reach is None else self.reach.to(device),
         )
 
 
@@ -298,6 +305,7 @@ def build_variant_bank(
         raise ValueError(f"levels_per_octave={levels_per_octave!r}: expected an integer in 1..8")
     q = int(levels_per_octave)
     tiles: list[list[_Tile]] = []
+    reach: list[float] = []
     for i, rgba in enumerate(leaves):
         if (
             not isinstance(rgba, np.ndarray)
@@ -320,7 +328,9 @@ def build_variant_bank(
             if side < 1.0:
                 break
         tiles.append([(*_level_tile(rgba, side / longest), side) for side in sides])
-    return _pack_atlas(tiles, int(width), q, device)
+        reach.append(support_radius(rgba[..., 3]) / longest)
+    bank = _pack_atlas(tiles, int(width), q, device)
+    return dataclasses.replace(bank, reach=torch.tensor(reach, dtype=torch.float32, device=device))
 
 
 def render_scenes(

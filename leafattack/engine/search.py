@@ -41,7 +41,7 @@ from leafattack.engine.preparation import Prepared
 from leafattack.errors import LeafattackError
 from leafattack.grid import mask_bbox, sign_positions
 from leafattack.models import Classifier
-from leafattack.rundir import FLOAT_FORMAT, AppendLog, csv_bytes, write_atomic
+from leafattack.rundir import FLOAT_FORMAT, AppendLog, columns_csv_bytes, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -242,7 +242,7 @@ def execute_search(
                     sign_ids = np.concatenate(signs_r)
                     queries = np.concatenate(queries_r)
                     scenes = Scenes.concat(scenes_r, config.leaves_per_scene)
-                    leaves = csv_bytes(_leaf_rows(sign_ids, queries, scenes, vcols), header=False)
+                    leaves = _leaf_csv(sign_ids, queries, scenes, vcols)
                     if all(have):
                         replayed += len(sign_ids)
                         replayed_leaves.append(leaves)
@@ -253,7 +253,10 @@ def execute_search(
                     leaves_file.write(leaves)
                     merged = {k: np.concatenate([r[k] for r in results_r]) for k in results_r[0]}
                     pending.append(
-                        csv_bytes(_query_rows(sign_ids, queries, merged, config.method), False)
+                        columns_csv_bytes(
+                            _query_columns(sign_ids, queries, merged, config.method),
+                            _QUERY_TEXT,
+                        )
                     )
                     pending_rows += len(sign_ids)
                     evaluated += len(sign_ids)
@@ -433,29 +436,35 @@ def _update_best(
         st.first_success = int(queries[int(np.argmax(res["success"]))])
 
 
-def _query_rows(
+_QUERY_TEXT: dict[str, str] = {
+    "sign_id": "int64", "query": "int64", "method": "string", "loss": "string",
+    "pred_label": "int64", "pred_name": "string", "pred_conf": "float64",
+    "true_conf": "float64", "success": "bool",
+}
+"""How each queries.csv column is written (``loss`` comes preformatted, exact)."""
+
+
+def _query_columns(
     sign_ids: np.ndarray, queries: np.ndarray, res: dict[str, np.ndarray], method: str
-) -> pd.DataFrame:
-    """QUERY_COLUMNS rows of scored queries; ``res`` holds (N,) arrays."""
-    return pd.DataFrame(
-        {
-            "sign_id": sign_ids,
-            "query": queries,
-            "method": [method] * len(sign_ids),
-            "loss": _fmt_exact(res["loss"]),
-            "pred_label": res["pred_label"],
-            "pred_name": res["pred_name"],
-            "pred_conf": res["pred_conf"],
-            "true_conf": res["true_conf"],
-            "success": res["success"],
-        }
-    )
+) -> dict[str, np.ndarray]:
+    """QUERY_COLUMNS of scored queries, as (N,) columns; ``res`` holds (N,) arrays."""
+    return {
+        "sign_id": sign_ids,
+        "query": queries,
+        "method": np.full(len(sign_ids), method, dtype=object),
+        "loss": np.array(_fmt_exact(res["loss"]), dtype=object),
+        "pred_label": res["pred_label"],
+        "pred_name": res["pred_name"],
+        "pred_conf": res["pred_conf"],
+        "true_conf": res["true_conf"],
+        "success": res["success"],
+    }
 
 
-def _leaf_rows(
+def _leaf_columns(
     sign_ids: np.ndarray, queries: np.ndarray, scenes: Scenes, vcols: dict[str, np.ndarray]
-) -> pd.DataFrame:
-    """QUERY_LEAF_COLUMNS rows of the present slots (floats as rendered: float32, %.9g).
+) -> dict[str, np.ndarray]:
+    """QUERY_LEAF_COLUMNS of the present slots (floats as rendered: float32, %.9g text).
 
     ``sign_ids`` and ``queries`` are int64 (N,), one per scene."""
     n, k = scenes.present.shape
@@ -464,18 +473,32 @@ def _leaf_rows(
     slot = np.tile(np.arange(k, dtype=np.int64), n)
     on = scenes.present.ravel()
     v = scenes.variant.ravel()[on]
-    return pd.DataFrame(
-        {
-            "sign_id": sid[on],
-            "query": q[on],
-            "slot": slot[on],
-            **{name: values[v] for name, values in vcols.items()},
-            **{
-                name: _fmt_exact(getattr(scenes, name).ravel()[on])
-                for name in ("size", "angle", "x", "y")
-            },
-        }
-    )
+    return {
+        "sign_id": sid[on],
+        "query": q[on],
+        "slot": slot[on],
+        **{name: values[v] for name, values in vcols.items()},
+        **{
+            name: np.array(_fmt_exact(getattr(scenes, name).ravel()[on]), dtype=object)
+            for name in ("size", "angle", "x", "y")
+        },
+    }
+
+
+def _leaf_rows(
+    sign_ids: np.ndarray, queries: np.ndarray, scenes: Scenes, vcols: dict[str, np.ndarray]
+) -> pd.DataFrame:
+    """:func:`_leaf_columns` as a DataFrame."""
+    return pd.DataFrame(_leaf_columns(sign_ids, queries, scenes, vcols))
+
+
+def _leaf_csv(
+    sign_ids: np.ndarray, queries: np.ndarray, scenes: Scenes, vcols: dict[str, np.ndarray]
+) -> bytes:
+    """:func:`_leaf_columns` as headerless CSV rows (as pandas would write them)."""
+    cols = _leaf_columns(sign_ids, queries, scenes, vcols)
+    ints = ("sign_id", "query", "slot")
+    return columns_csv_bytes(cols, {c: "int64" if c in ints else "string" for c in cols})
 
 
 def best_tables(
