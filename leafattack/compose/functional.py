@@ -158,6 +158,21 @@ def _window_theta(
     ).mul_(sc)
 
 
+WINDOW_PIXELS_PER_CALL = 2**18
+"""Window pixels (trials x window area) that one :func:`composite_pooled_window` call
+works on at most. Far above that, its intermediate tensors (tens of MB) are fresh
+memory every call and it runs 3-4x slower per trial (2 CPU cores, 2026-12-02)."""
+
+
+def _trials_per_call(radius: float, stack: SignStack) -> int:
+    """Trials per compositor call for a leaf of ``radius`` (see WINDOW_PIXELS_PER_CALL)."""
+    f = stack.factor
+    k = int(math.ceil((2.0 * radius + f) / f))
+    hl, wl = stack.low_size
+    pixels = min(k, hl) * min(k, wl) * f * f
+    return max(8, WINDOW_PIXELS_PER_CALL // pixels)
+
+
 def composite_pooled(
     stack: SignStack,
     bank: LeafBank,
@@ -176,8 +191,9 @@ def composite_pooled(
     group's window fits its own leaf and every trial of a group samples the same leaf image
     (which is then not copied per trial; see :func:`composite_pooled_window`). A grid batch
     holds few entries, and the trials of one entry are consecutive in trial order: each run
-    of equal entries is then a slice of the batch (no gathering, no scattering back); a
-    batch whose entries alternate is grouped by entry instead.
+    of equal entries is then a slice of the batch (no gathering, no scattering back), cut
+    into calls of at most :data:`WINDOW_PIXELS_PER_CALL` window pixels; a batch whose
+    entries alternate is grouped by entry instead.
 
     Returns:
         ``(low, occluded_frac)``: float32 (N, 3, H/f, W/f) in [0, 1] and float32 (N,).
@@ -189,13 +205,18 @@ def composite_pooled(
     cuts = (np.flatnonzero(np.diff(host_entry)) + 1).tolist()
     groups = np.unique(host_entry)
     if len(cuts) + 1 <= 2 * len(groups):  # runs of equal entries: slices
-        parts = [
-            composite_pooled_window(
-                stack, bank, sign[a:b], entry[a:b], x[a:b], y[a:b], angle[a:b],
-                one_entry=True, radius=float(host_extent[host_entry[a]]) + 1.0,
-            )
-            for a, b in zip([0, *cuts], [*cuts, n], strict=True)
-        ]
+        parts = []
+        for a, b in zip([0, *cuts], [*cuts, n], strict=True):
+            radius = float(host_extent[host_entry[a]]) + 1.0
+            step = _trials_per_call(radius, stack)
+            for c in range(a, b, step):
+                d = min(b, c + step)
+                parts.append(
+                    composite_pooled_window(
+                        stack, bank, sign[c:d], entry[c:d], x[c:d], y[c:d], angle[c:d],
+                        one_entry=True, radius=radius,
+                    )
+                )
         if len(parts) == 1:
             return parts[0]
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
