@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from fixture_search import search_config
 
 import leafattack.engine.search as engine_search
 from leafattack import api
@@ -17,25 +18,8 @@ from leafattack.adaptive import margin_loss
 from leafattack.adaptive.eot import draw_eot_views, eot_judge, see_eot
 from leafattack.cli import main
 from leafattack.compose.views import ViewSpec, apply_views
-from leafattack.config import RunConfig, SearchConfig
 from leafattack.criteria import build_criterion
 from leafattack.engine.found import chosen_queries, found_plan, open_search
-from leafattack.grid import GridSpec
-
-GRID = GridSpec(species=("maple", "oak"), sizes=(0.3, 0.5), angles=(0.0, 90.0), positions=(3, 3))
-
-
-def search_config(out: Path, signs: Path, **kw: object) -> SearchConfig:
-    """A small search of the template model (leaves large enough to fool it quickly)."""
-    run_kw: dict[str, object] = dict(
-        model="fixture_models:template", out=str(out), grid=GRID, signs=str(signs),
-        quiet=True, batch_size=48, device="cpu",
-    )
-    kw.setdefault("size_range", (0.3, 0.7))
-    search_kw = {k: kw.pop(k) for k in list(kw) if k in SearchConfig.__slots__}
-    run_kw.update(kw)
-    return SearchConfig(run=RunConfig(**run_kw), **search_kw)  # type: ignore[arg-type]
-
 
 SEARCH_FILES = ("queries.csv", "query_leaves.csv", "best.csv", "best_leaves.csv", "curve.csv")
 

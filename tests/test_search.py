@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
+from fixture_search import search_config
 
 from leafattack import api, schema
 from leafattack.adaptive import (
@@ -32,22 +33,8 @@ from leafattack.compose.scenes import SceneBatch, render_scenes
 from leafattack.config import RunConfig, SearchConfig
 from leafattack.engine.preparation import prepare
 from leafattack.engine.search import build_bank
-from leafattack.grid import GridSpec
 
 ROOT = Path(__file__).resolve().parent.parent
-GRID = GridSpec(species=("maple", "oak"), sizes=(0.3, 0.5), angles=(0.0, 90.0), positions=(3, 3))
-
-
-def search_config(out: Path, signs: Path, **kw: object) -> SearchConfig:
-    run_kw: dict[str, object] = dict(
-        model="fixture_models:template", out=str(out), grid=GRID, signs=str(signs),
-        quiet=True, batch_size=48, device="cpu",
-    )
-    # leaves as large as the face-width sizes need to fool the template model quickly
-    kw.setdefault("size_range", (0.3, 0.7))
-    search_kw = {k: kw.pop(k) for k in list(kw) if k in SearchConfig.__slots__}
-    run_kw.update(kw)
-    return SearchConfig(run=RunConfig(**run_kw), **search_kw)  # type: ignore[arg-type]
 
 
 class MethodCase(NamedTuple):
