@@ -118,3 +118,38 @@ def test_pooled_fast_path_equals_full_composite(factor: int) -> None:
     low, occ2 = composite_pooled(stack, bank, sign, entry, x, y, ang)
     torch.testing.assert_close(low, expect, atol=2e-5, rtol=0)
     torch.testing.assert_close(occ2, occ, atol=2e-5, rtol=0)
+
+
+def test_pooled_runs_cut_into_calls_equal_the_full_composite(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Grid order (runs of one bank entry, each cut into several compositor calls by a
+    small pixel budget) gives what the full-frame compositor gives, pooled."""
+    import leafattack.compose.functional as functional
+    from leafattack.compose.bank import build_sign_stack
+
+    calls: list[int] = []
+    window = functional.composite_pooled_window
+
+    def counted(*args: object, **kw: object) -> tuple[torch.Tensor, torch.Tensor]:
+        calls.append(int(args[2].shape[0]))  # type: ignore[attr-defined]
+        return window(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(functional, "composite_pooled_window", counted)
+    monkeypatch.setattr(functional, "WINDOW_PIXELS_PER_CALL", 2**12)
+    rng = np.random.default_rng(8)
+    n, size = 90, 64
+    signs = torch.from_numpy(rng.integers(0, 256, (3, 3, size, size), dtype=np.uint8))
+    masks = torch.from_numpy(rng.random((3, size, size)) > 0.3)
+    bank = build_leaf_bank([make_leaf(40, 24), make_leaf(24, 40)], [0.3, 0.6], size)
+    entry = torch.from_numpy(np.repeat([0, 3, 1], 30))  # three runs, as in a grid batch
+    sign = torch.from_numpy(rng.integers(0, 3, n))
+    x = torch.from_numpy(rng.uniform(-0.1, 1.1, n)).float()
+    y = torch.from_numpy(rng.uniform(-0.1, 1.1, n)).float()
+    ang = torch.from_numpy(rng.uniform(0, 360, n)).float()
+    full, occ, _ = composite(signs[sign], masks[sign], bank, entry, x, y, ang)
+    low, occ2 = functional.composite_pooled(build_sign_stack(signs, masks, 4), bank, sign,
+                                            entry, x, y, ang)
+    assert len(calls) > 3 and sum(calls) == n  # every run was cut, no trial twice
+    torch.testing.assert_close(low, torch.nn.functional.avg_pool2d(full, 4), atol=2e-5, rtol=0)
+    torch.testing.assert_close(occ2, occ, atol=2e-5, rtol=0)
