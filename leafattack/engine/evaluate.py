@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,13 +19,9 @@ from leafattack.engine.preparation import Prepared
 from leafattack.errors import LeafattackError
 from leafattack.grid import Plan, ScenePlan
 from leafattack.models import Classifier
-from leafattack.rundir import FLOAT_FORMAT, csv_bytes
+from leafattack.rundir import columns_csv_bytes
 
 log = logging.getLogger(__name__)
-
-
-def _fmt(values: Sequence[float]) -> np.ndarray:
-    return np.array([FLOAT_FORMAT % v for v in values], dtype=object)
 
 
 def classify(clf: Classifier, images: torch.Tensor, model: str) -> torch.Tensor:
@@ -99,8 +95,6 @@ class BatchEvaluator:
 
     prep: Prepared
     plan: Plan
-    size_str: np.ndarray = field(init=False)
-    angle_str: np.ndarray = field(init=False)
     sizes: np.ndarray = field(init=False)
     angles: np.ndarray = field(init=False)
     names: np.ndarray = field(init=False)
@@ -111,8 +105,6 @@ class BatchEvaluator:
 
     def __post_init__(self) -> None:
         prep = self.prep
-        self.size_str = _fmt(prep.config.grid.sizes)
-        self.angle_str = _fmt(prep.config.grid.angles)
         self.sizes = np.asarray(prep.config.grid.sizes, dtype=np.float64)
         self.angles = np.asarray(prep.config.grid.angles, dtype=np.float64)
         self.names = np.array(prep.classifier.class_names, dtype=object)
@@ -167,19 +159,6 @@ class BatchEvaluator:
         probs = classify(prep.classifier, images, prep.config.model)
         d["occluded_frac"] = occ.double().cpu().numpy()
         return d, probs
-
-    def rows(self, d: dict[str, np.ndarray], probs: torch.Tensor) -> pd.DataFrame:
-        """Turn a batch's results into TRIAL_COLUMNS rows (SCENE_TRIAL_COLUMNS for scenes),
-        with the grid's floats as the CSV writes them (``%.6g`` text)."""
-        cols = self.columns(d, probs)
-        if not isinstance(self.plan, ScenePlan):
-            cols.update(
-                size=self.size_str[d["size_idx"]],
-                angle=self.angle_str[d["angle_idx"]],
-                x=_fmt_array(d["x"]),
-                y=_fmt_array(d["y"]),
-            )
-        return pd.DataFrame(cols)
 
     def columns(self, d: dict[str, np.ndarray], probs: torch.Tensor) -> dict[str, np.ndarray]:
         """A batch's results as TRIAL_COLUMNS arrays (SCENE_TRIAL_COLUMNS for scenes), in
@@ -306,11 +285,6 @@ def leaf_rows(prep: Prepared, plan: ScenePlan) -> pd.DataFrame:
     )
 
 
-def _fmt_array(a: np.ndarray) -> np.ndarray:
-    uniq, inv = np.unique(a, return_inverse=True)
-    return _fmt(uniq.tolist())[inv]
-
-
 def recompose(prep: Prepared, plan: Plan, trial_ids: np.ndarray) -> np.ndarray:
     """Recreate the attacked images of given trial ids.
 
@@ -352,10 +326,11 @@ def evaluate_range(prep: Prepared, plan: Plan, k0: int, k1: int) -> bytes:
     process computes them.
     """
     ev = BatchEvaluator(prep, plan)
+    dtypes = schema.trial_columns(prep.target_index is not None, isinstance(plan, ScenePlan))
     parts = []
     for a, b in batch_bounds(k0, k1, prep.config.batch_size):
         d, probs = ev.evaluate(a, b)
-        parts.append(csv_bytes(ev.rows(d, probs), header=False))
+        parts.append(columns_csv_bytes(ev.columns(d, probs), dtypes))
     return b"".join(parts)
 
 

@@ -361,7 +361,12 @@ def train(config: TrainConfig) -> TrainResult:
             list(signs.images), masks, labels, n_val, val_rng, vcfg
         )
     module = build_model(config.arch, len(class_names)).to(device)
-    clf = Classifier(module, class_names, Preprocess(input_size=input_size), arch=config.arch)
+    # Training keeps NCHW (channels_last=False): checkpoints stay byte-identical to those of
+    # earlier versions for the same command; the saved model is run channels-last later.
+    clf = Classifier(
+        module, class_names, Preprocess(input_size=input_size), arch=config.arch,
+        channels_last=False,
+    )
     opt = torch.optim.AdamW(module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = int(np.ceil(len(train_set) * per_image / config.batch_size))
     sched = torch.optim.lr_scheduler.OneCycleLR(
