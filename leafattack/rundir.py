@@ -312,6 +312,17 @@ class ResumeMismatch(LeafattackError):
     """A progress file's recorded facts (``meta``) differ from the resuming process's."""
 
 
+def _check_strict_meta(table: AppendLog | PartsLog, progress: Mapping[str, Any]) -> None:
+    """Raise ResumeMismatch when resuming ``table`` would change one of its
+    ``strict_meta`` facts recorded in ``progress``."""
+    for key in table.strict_meta:
+        if key in progress and progress[key] != table.meta.get(key):
+            raise ResumeMismatch(
+                f"{table.path.parent}: resuming would change the {key.replace('_', ' ')} "
+                f"recorded in {table.progress_path.name}; rerun with --overwrite"
+            )
+
+
 class AppendLog:
     """A CSV table written batch by batch that resumes exactly after SIGKILL.
 
@@ -371,12 +382,7 @@ class AppendLog:
         progress = read_progress(self.progress_path)
         done = int(progress["rows"])
         if done:
-            for key in self.strict_meta:
-                if key in progress and progress[key] != self.meta.get(key):
-                    raise ResumeMismatch(
-                        f"{self.path.parent}: resuming would change the {key.replace('_', ' ')} "
-                        f"recorded in {self.progress_path.name}; rerun with --overwrite"
-                    )
+            _check_strict_meta(self, progress)
             stale = any(progress.get(k) != v for k, v in self.meta.items())
             if stale or not progress_fits(self.path, progress, self.total):
                 log.warning(
@@ -474,12 +480,7 @@ class PartsLog:
         done = int(progress["rows"])
         parts = progress.get("parts")
         if done:
-            for key in self.strict_meta:
-                if key in progress and progress[key] != self.meta.get(key):
-                    raise ResumeMismatch(
-                        f"{self.path.parent}: resuming would change the {key.replace('_', ' ')} "
-                        f"recorded in {self.progress_path.name}; rerun with --overwrite"
-                    )
+            _check_strict_meta(self, progress)
             stale = any(progress.get(k) != v for k, v in self.meta.items())
             intact = (
                 type(parts) is int

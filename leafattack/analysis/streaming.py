@@ -28,7 +28,13 @@ import pandas as pd
 from leafattack import schema
 from leafattack.analysis.cluster import BootSpec, cluster_bootstrap_cells, percentile_interval
 from leafattack.analysis.stats import wilson_interval
-from leafattack.analysis.summary import coverage_bins, rate_table, strongest, summarise
+from leafattack.analysis.summary import (
+    coverage_bins,
+    rate_frame,
+    rate_table,
+    strongest,
+    summarise,
+)
 
 _Cell = tuple[Hashable, int, str]  # (level, sign_id, leaf_id or "")
 
@@ -205,19 +211,7 @@ def _rate_from_cells(store: dict[_Cell, list[int]], b: BootSpec) -> pd.DataFrame
             sums[s_pos[s], j, 0] += k
         reps = cluster_bootstrap_cells(count, sums, crossed=crossed, boot=b)
         ci_lo[i], ci_hi[i] = percentile_interval(reps[:, 0], b.level)
-    return pd.DataFrame(
-        {
-            "level": pd.Series(levels, dtype=object).to_numpy(),
-            "trials": n_arr,
-            "successes": k_arr,
-            "rate": k_arr / np.maximum(n_arr, 1),
-            "ci_low": ci_lo,
-            "ci_high": ci_hi,
-            "signs": n_signs,
-            "wilson_trial_low": lo,
-            "wilson_trial_high": hi,
-            "resampled": resampled,
-            "n_boot": np.full(len(levels), b.n_boot, dtype=np.int64),
-            "boot_seed": np.full(len(levels), b.seed, dtype=np.int64),
-        }
+    return rate_frame(
+        pd.Series(levels, dtype=object).to_numpy(), n_arr, k_arr, (ci_lo, ci_hi), n_signs,
+        (lo, hi), resampled, b.n_boot, b.seed,
     )

@@ -89,20 +89,40 @@ def rate_table(
                 n_boot=b.n_boot, seed=b.seed,
             )
             ci_lo[i], ci_hi[i] = percentile_interval(reps[:, 0], b.level)
+    return rate_frame(
+        size.index.to_numpy(), n, k, (ci_lo, ci_hi), n_signs, (lo, hi), resampled,
+        b.n_boot if signs is not None else 0, b.seed,
+    )
+
+
+def rate_frame(
+    levels: np.ndarray,
+    n: np.ndarray,
+    k: np.ndarray,
+    ci: tuple[np.ndarray, np.ndarray],
+    n_signs: np.ndarray,
+    wilson: tuple[np.ndarray, np.ndarray],
+    resampled: np.ndarray,
+    n_boot: int,
+    seed: int,
+) -> pd.DataFrame:
+    """The columns of :func:`rate_table`, one row per level: trials ``n`` and successes
+    ``k`` (int64), the sign-level interval ``ci``, the trial-level Wilson interval
+    ``wilson`` (float64 pairs), signs per level and what was resampled."""
     return pd.DataFrame(
         {
-            "level": size.index.to_numpy(),
+            "level": levels,
             "trials": n,
             "successes": k,
             "rate": k / np.maximum(n, 1),
-            "ci_low": ci_lo,
-            "ci_high": ci_hi,
+            "ci_low": ci[0],
+            "ci_high": ci[1],
             "signs": n_signs,
-            "wilson_trial_low": lo,
-            "wilson_trial_high": hi,
+            "wilson_trial_low": wilson[0],
+            "wilson_trial_high": wilson[1],
             "resampled": resampled,
-            "n_boot": np.full(len(n), b.n_boot if signs is not None else 0, dtype=np.int64),
-            "boot_seed": np.full(len(n), b.seed, dtype=np.int64),
+            "n_boot": np.full(len(n), n_boot, dtype=np.int64),
+            "boot_seed": np.full(len(n), seed, dtype=np.int64),
         }
     )
 

@@ -29,7 +29,7 @@ import pandas as pd
 from leafattack import schema
 from leafattack.config import SearchConfig, load_config, search_config_from_mapping
 from leafattack.engine.evaluate import composite_scenes, variant_columns
-from leafattack.engine.preparation import Prepared, open_run, prepare
+from leafattack.engine.preparation import Prepared, check_fingerprints, open_run, prepare
 from leafattack.engine.robustness import attack_scenes
 from leafattack.engine.search import QUERIES_FILE, QUERY_LEAVES_FILE, build_bank
 from leafattack.errors import LeafattackError
@@ -119,13 +119,7 @@ def open_search(run_dir: Path, *, device: str = "auto") -> tuple[Prepared, Searc
     data = load_config(cfg_path, search=True)
     config = search_config_from_mapping({**data, "device": device, "out": str(run_dir)})
     prep = prepare(config.run)
-    stored = data.get("fingerprints", {})
-    stale = [k for k, v in prep.fingerprints.items() if stored.get(k) != v]
-    if stale:
-        raise LeafattackError(
-            f"{run_dir}: {', '.join(stale)} on disk no longer match the fingerprints in "
-            f"config.toml; rerun the search with --overwrite"
-        )
+    check_fingerprints(prep, data, run_dir, "search")
     return dataclasses.replace(prep, scene_bank=build_bank(prep)), config
 
 

@@ -7,9 +7,10 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -476,6 +477,18 @@ def scene_plan(prep: Prepared, active: np.ndarray) -> ScenePlan:
     return ScenePlan(scenes=scenes, per_sign=cfg.scenes_per_sign, active=active)
 
 
+def check_fingerprints(prep: Prepared, data: Mapping[str, Any], where: Path, what: str) -> None:
+    """Raise unless the model, signs and leaves ``prep`` loaded have the fingerprints that
+    the directory's config.toml (``data``) recorded; ``what``: the command to rerun."""
+    stored = data.get("fingerprints", {})
+    stale = [k for k, v in prep.fingerprints.items() if stored.get(k) != v]
+    if stale:
+        raise LeafattackError(
+            f"{where}: {', '.join(stale)} on disk no longer match the fingerprints in "
+            f"config.toml; rerun the {what} with --overwrite"
+        )
+
+
 def open_run(run_dir: str | os.PathLike[str], *, device: str = "auto") -> tuple[Prepared, Plan]:
     """Re-create the prepared state and trial plan of an existing run directory.
 
@@ -489,13 +502,7 @@ def open_run(run_dir: str | os.PathLike[str], *, device: str = "auto") -> tuple[
     data = load_config(cfg_path)
     config = config_from_mapping({**data, "device": device, "out": str(rd)})
     prep = prepare(config)
-    stored = data.get("fingerprints", {})
-    stale = [k for k, v in prep.fingerprints.items() if stored.get(k) != v]
-    if stale:
-        raise LeafattackError(
-            f"{rd}: {', '.join(stale)} on disk no longer match the fingerprints in "
-            f"config.toml; rerun the attack with --overwrite"
-        )
+    check_fingerprints(prep, data, rd, "attack")
     clean_path = rd / "clean.csv"
     if not clean_path.exists():
         raise LeafattackError(f"{rd}: clean.csv is missing (the run never started)")

@@ -44,6 +44,7 @@ from leafattack.report.figures import (
     require,
 )
 from leafattack.report.split import split_html
+from leafattack.report.text import IMAGES_LOADED_SCRIPT
 from leafattack.version import __version__
 
 log = logging.getLogger(__name__)
@@ -121,17 +122,6 @@ pre { background: var(--bg2); border: 1px solid var(--line); padding: 0.7rem; ov
 """
 
 
-# Diagnostic only (the page needs no script): records how many images decoded, so a
-# headless browser's DOM dump can tell whether every embedded figure loaded.
-_SCRIPT = """
-window.addEventListener("load", function () {
-  var imgs = Array.prototype.slice.call(document.images);
-  var ok = imgs.filter(function (im) { return im.complete && im.naturalWidth > 0; });
-  document.body.dataset.imagesTotal = String(imgs.length);
-  document.body.dataset.imagesOk = String(ok.length);
-  document.body.dataset.imagesLoaded = ok.map(function (im) { return im.id; }).join(" ");
-});
-"""
 
 
 @dataclass
@@ -546,26 +536,39 @@ def _lasting_section(data: RunData, figs: _Figures) -> str:
     surv_path = data.run_dir / "robustness_summary.csv"
     if surv_path.exists():
         surv = pd.read_csv(surv_path)
-        overall = surv[surv["factor"] == "overall"]
-        if not overall.empty:
-            o = overall.iloc[0]
-            parts.append(
-                f"<p>Survival: under {esc(int(o['views']))} seeded views that leave the clean "
-                f"sign correct, the found attacks still succeed in "
-                f"<b>{float(o['rate']):.1%}</b> of them (mean over {int(o['signs'])} signs, "
-                f"95% bootstrap CI over signs [{float(o['ci_low']):.1%}, "
-                f"{float(o['ci_high']):.1%}]; robustness.csv has every view).</p>"
-            )
+        parts.append(
+            survival_paragraph(surv, "the found attacks", "; robustness.csv has every view")
+        )
         parts.append(figs.add("survival", lambda: fig_survival(surv)))
     tr_path = data.run_dir / "transfer_summary.csv"
     if tr_path.exists():
         tr = pd.read_csv(tr_path)
-        parts.append(
-            "<p>Transfer: the share of the run's successful scenes that also fool each "
-            "other model, over the signs that model classifies correctly when clean.</p>"
-        )
+        parts.append(transfer_paragraph("the run's successful scenes"))
         parts.append(figs.add("transfer", lambda: fig_transfer(tr)))
     return "".join(parts)
+
+
+def survival_paragraph(surv: pd.DataFrame, attacks: str, tail: str = "") -> str:
+    """The survival sentence of a robustness_summary.csv (empty without an overall row):
+    how often ``attacks`` still succeed under the views, with its interval over signs."""
+    overall = surv[surv["factor"] == "overall"]
+    if overall.empty:
+        return ""
+    o = overall.iloc[0]
+    return (
+        f"<p>Survival: under {int(o['views'])} seeded views that leave the clean sign "
+        f"correct, {esc(attacks)} still succeed in <b>{float(o['rate']):.1%}</b> of them "
+        f"(mean over {int(o['signs'])} signs, 95% bootstrap CI over signs "
+        f"[{float(o['ci_low']):.1%}, {float(o['ci_high']):.1%}]{esc(tail)}).</p>"
+    )
+
+
+def transfer_paragraph(scenes: str) -> str:
+    """The sentence above a transfer figure; ``scenes``: which scenes were transferred."""
+    return (
+        f"<p>Transfer: the share of {esc(scenes)} that also fool each other model, over the "
+        "signs that model classifies correctly when clean.</p>"
+    )
 
 
 def render_html(
@@ -700,7 +703,7 @@ def render_html(
     ]
     for sid, name, content in sections:
         parts.append(f'<section id="{sid}"><h2>{esc(name)}</h2>{content}</section>')
-    parts.append(f"<script>{_SCRIPT}</script></body></html>\n")
+    parts.append(f"<script>{IMAGES_LOADED_SCRIPT}</script></body></html>\n")
     return "\n".join(parts)
 
 

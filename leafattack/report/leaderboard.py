@@ -18,6 +18,7 @@ from leafattack import schema
 from leafattack.errors import LeafattackError
 from leafattack.report.figures import DPI, OKABE_ITO, require
 from leafattack.report.html import esc
+from leafattack.report.text import IMAGES_LOADED_SCRIPT
 from leafattack.version import __version__
 
 
@@ -95,16 +96,6 @@ pre { background: #f6f7f9; border: 1px solid #d9d9d9; padding: 0.6rem; font-size
   overflow-x: auto; }
 """
 
-# Diagnostic only (the page needs no script): how many images decoded, for a headless
-# browser's DOM dump.
-_SCRIPT = """
-window.addEventListener("load", function () {
-  var imgs = Array.prototype.slice.call(document.images);
-  var ok = imgs.filter(function (im) { return im.complete && im.naturalWidth > 0; });
-  document.body.dataset.imagesTotal = String(imgs.length);
-  document.body.dataset.imagesOk = String(ok.length);
-});
-"""
 
 
 def _rate_text(row: pd.Series, name: str) -> str:
@@ -200,7 +191,7 @@ def leaderboard_html(rows: pd.DataFrame, curves: pd.DataFrame, figure_png: bytes
     else:
         parts.append("<p>No curve to draw.</p>")
     parts.append("<h2>Protocol settings</h2><pre>" + esc(pretty) + "</pre>")
-    parts.append(f"<script>{_SCRIPT}</script></body></html>\n")
+    parts.append(f"<script>{IMAGES_LOADED_SCRIPT}</script></body></html>\n")
     return "\n".join(parts)
 
 

@@ -32,6 +32,7 @@ from leafattack import schema
 from leafattack.analysis.stats import wilson_interval
 from leafattack.errors import LeafattackError
 from leafattack.imageio import read_rgb
+from leafattack.report.html import survival_paragraph, transfer_paragraph
 from leafattack.report.split import split_html
 
 log = logging.getLogger(__name__)
@@ -234,24 +235,15 @@ def _lasting(root: Path, folder: Path) -> list[str]:
     surv_path, tr_path = root / "robustness_summary.csv", root / "transfer_summary.csv"
     if surv_path.exists():
         surv = pd.read_csv(surv_path)
-        o = surv[surv["factor"] == "overall"]
-        if not o.empty:
-            r = o.iloc[0]
-            parts.append(
-                f"<p>Survival: under {int(r['views'])} seeded views that leave the clean sign "
-                f"correct, the best attacks still succeed in <b>{float(r['rate']):.1%}</b> of "
-                f"them (mean over {int(r['signs'])} signs, 95% bootstrap CI over signs "
-                f"[{float(r['ci_low']):.1%}, {float(r['ci_high']):.1%}]).</p>"
-            )
+        sentence = survival_paragraph(surv, "the best attacks")
+        if sentence:
+            parts.append(sentence)
         try:  # identity views have no factor to plot
             parts.append(_embed(fig_survival(surv), folder / "survival.png"))
         except LeafattackError:
             pass
     if tr_path.exists():
-        parts.append(
-            "<p>Transfer: the share of the found successful scenes that also fool each other "
-            "model, over the signs that model classifies correctly when clean.</p>"
-        )
+        parts.append(transfer_paragraph("the found successful scenes"))
         parts.append(_embed(fig_transfer(pd.read_csv(tr_path)), folder / "transfer.png"))
     return ["<h2>Do the attacks last?</h2>", *parts] if parts else []
 

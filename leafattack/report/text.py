@@ -1,4 +1,5 @@
-"""Text that fits: class names shortened with an ellipsis, titles wrapped."""
+"""Text shared by the report pages: class names shortened with an ellipsis, titles
+wrapped, and the pages' image-check script."""
 
 from __future__ import annotations
 
@@ -25,3 +26,16 @@ def wrap_title(text: str, width: int = 28, max_lines: int = 3) -> str:
         rest = " ".join(lines[max_lines - 1 :])
         lines = [*lines[: max_lines - 1], shorten(rest, width)]
     return "\n".join(lines)
+
+
+# Diagnostic only (the page needs no script): records how many images decoded, so a
+# headless browser's DOM dump can tell whether every embedded figure loaded.
+IMAGES_LOADED_SCRIPT = """
+window.addEventListener("load", function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var ok = imgs.filter(function (im) { return im.complete && im.naturalWidth > 0; });
+  document.body.dataset.imagesTotal = String(imgs.length);
+  document.body.dataset.imagesOk = String(ok.length);
+  document.body.dataset.imagesLoaded = ok.map(function (im) { return im.id; }).join(" ");
+});
+"""
