@@ -312,15 +312,32 @@ class ResumeMismatch(LeafattackError):
     """A progress file's recorded facts (``meta``) differ from the resuming process's."""
 
 
-def _check_strict_meta(table: AppendLog | PartsLog, progress: Mapping[str, Any]) -> None:
-    """Raise ResumeMismatch when resuming ``table`` would change one of its
-    ``strict_meta`` facts recorded in ``progress``."""
+def _resumable_rows(
+    table: AppendLog | PartsLog, progress: Mapping[str, Any], intact: Callable[[], bool]
+) -> int:
+    """The complete rows ``table`` can continue from, per its ``progress``: 0 (with a
+    warning) when the recorded facts differ from ``table.meta`` or ``intact()`` says the
+    files do not hold what progress records.
+
+    Raises:
+        ResumeMismatch: resuming would change one of the table's ``strict_meta`` facts.
+    """
+    done = int(progress["rows"])
+    if not done:
+        return 0
     for key in table.strict_meta:
         if key in progress and progress[key] != table.meta.get(key):
             raise ResumeMismatch(
                 f"{table.path.parent}: resuming would change the {key.replace('_', ' ')} "
                 f"recorded in {table.progress_path.name}; rerun with --overwrite"
             )
+    stale = any(progress.get(k) != v for k, v in table.meta.items())
+    if stale or not intact():
+        log.warning(
+            "%s does not describe %s; it starts over", table.progress_path.name, table.path.name
+        )
+        return 0
+    return done
 
 
 class AppendLog:
@@ -380,17 +397,9 @@ class AppendLog:
     def open(self) -> int:
         """Open for appending; returns the number of complete rows to continue from."""
         progress = read_progress(self.progress_path)
-        done = int(progress["rows"])
-        if done:
-            _check_strict_meta(self, progress)
-            stale = any(progress.get(k) != v for k, v in self.meta.items())
-            if stale or not progress_fits(self.path, progress, self.total):
-                log.warning(
-                    "%s does not describe %s; it starts over",
-                    self.progress_path.name,
-                    self.path.name,
-                )
-                done = 0
+        done = _resumable_rows(
+            self, progress, lambda: progress_fits(self.path, progress, self.total)
+        )
         if done == 0:
             write_atomic(self.path, self.header)
             self.rows = 0
@@ -477,24 +486,17 @@ class PartsLog:
 
     def open(self) -> int:
         progress = read_progress(self.progress_path)
-        done = int(progress["rows"])
         parts = progress.get("parts")
-        if done:
-            _check_strict_meta(self, progress)
-            stale = any(progress.get(k) != v for k, v in self.meta.items())
-            intact = (
+        done = _resumable_rows(
+            self,
+            progress,
+            lambda: (
                 type(parts) is int
                 and 0 < parts
-                and done <= self.total
+                and int(progress["rows"]) <= self.total
                 and all(self._part(i).exists() for i in range(parts))
-            )
-            if stale or not intact:
-                log.warning(
-                    "%s does not describe %s; it starts over",
-                    self.progress_path.name,
-                    self.path.name,
-                )
-                done = 0
+            ),
+        )
         if done == 0:
             shutil.rmtree(self.path, ignore_errors=True)
             self.path.mkdir()
