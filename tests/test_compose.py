@@ -153,3 +153,40 @@ def test_pooled_runs_cut_into_calls_equal_the_full_composite(
     assert len(calls) > 3 and sum(calls) == n  # every run was cut, no trial twice
     torch.testing.assert_close(low, torch.nn.functional.avg_pool2d(full, 4), atol=2e-5, rtol=0)
     torch.testing.assert_close(occ2, occ, atol=2e-5, rtol=0)
+
+
+@pytest.mark.parametrize("factor", [1, 2, 4])
+def test_reachable_blocks_hold_every_block_the_leaf_touches(factor: int) -> None:
+    """Every block where bilinear sampling of the leaf gives anything non-zero is kept
+    (checked by sampling the whole image), and most of the image is left out for small
+    leaves, so the test would notice a selection that keeps everything."""
+    from leafattack.compose.functional import placement_theta, reachable_blocks
+
+    rng = np.random.default_rng(11)
+    n, size = 240, 32
+    hard = np.zeros((9, 30, 4), np.uint8)
+    hard[...] = (250, 250, 250, 255)  # a hard-edged strip: its corners are the support's
+    bank = build_leaf_bank([make_leaf(40, 24), make_leaf(40, 8), hard], [0.2, 0.35], size)
+    entry = torch.from_numpy(rng.integers(0, 6, n))
+    x = torch.from_numpy(rng.uniform(-0.2, 1.2, n)).float()
+    y = torch.from_numpy(rng.uniform(-0.2, 1.2, n)).float()
+    ang = torch.from_numpy(np.where(rng.random(n) < 0.3, rng.integers(0, 8, n) * 45.0,
+                                    rng.uniform(0, 360, n))).float()
+    grid = torch.nn.functional.affine_grid(
+        placement_theta(x, y, ang, bank.shift[entry], bank.canvas, size, size),
+        [n, 4, size, size], align_corners=False)
+    layer = torch.nn.functional.grid_sample(bank.images[entry], grid, align_corners=False)
+    k = size // factor
+    touched = (layer.amax(1).view(n, k, factor, k, factor).amax((2, 4)) > 0).view(n, -1)
+    # the window is the whole image: (u, v, 1) @ theta == the grid at pixel centre (u, v)
+    g00, g10, g01 = grid[:, 0, 0], grid[:, 0, 1], grid[:, 1, 0]
+    theta = torch.stack([g10 - g00, g01 - g00, g00 - 0.5 * (g10 - g00) - 0.5 * (g01 - g00)], 1)
+    reach = reachable_blocks(bank, entry, theta, k, k, factor)
+    assert reach is not None and reach.shape == touched.shape
+    assert touched.sum() > 100
+    assert not (touched & ~reach).any()
+    assert reach.float().mean() < 0.5
+    for e in range(6):  # one entry for every trial, given once
+        sel = entry == e
+        one = reachable_blocks(bank, entry[sel][:1], theta[sel], k, k, factor)
+        assert one is not None and torch.equal(one, reach[sel])

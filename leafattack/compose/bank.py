@@ -95,12 +95,19 @@ class LeafBank:
             bounding-box centre (the farthest corner of a pixel with alpha > 0; at most the
             box's half-diagonal): the leaf, at any rotation, lies within this distance of
             its centre, and its bilinear samples within this distance plus one pixel.
+        distance: uint8 (V*S, C + 2p, C + 2p), p = :data:`DISTANCE_PAD`: for each pixel
+            centre of the canvas padded by p on every side, its distance to the nearest
+            canvas pixel where the leaf is not transparent (any channel > 0), in pixels
+            times :data:`DISTANCE_SCALE`, rounded down and capped at 255 (an empty leaf:
+            255 everywhere). Rounding down keeps every test "is this far from the leaf"
+            conservative; the compositor uses it to skip window blocks the leaf cannot reach.
     """
 
     images: torch.Tensor
     shift: torch.Tensor
     n_sizes: int
     extent: torch.Tensor
+    distance: torch.Tensor
 
     @property
     def canvas(self) -> int:
@@ -108,8 +115,39 @@ class LeafBank:
 
     def to(self, device: torch.device | str) -> LeafBank:
         return LeafBank(
-            self.images.to(device), self.shift.to(device), self.n_sizes, self.extent.to(device)
+            self.images.to(device),
+            self.shift.to(device),
+            self.n_sizes,
+            self.extent.to(device),
+            self.distance.to(device),
         )
+
+
+DISTANCE_PAD = 6
+"""Pixels of padding around the canvas in :attr:`LeafBank.distance` (more than any
+distance the compositor asks about for its pooling factors up to 4, so a point outside
+the padded map is farther than that from the leaf)."""
+
+DISTANCE_SCALE = 16
+""":attr:`LeafBank.distance` holds ``floor(distance * DISTANCE_SCALE)``, capped at 255."""
+
+
+def support_distance(leaf: np.ndarray) -> np.ndarray:
+    """Distance map of one bank canvas (see :attr:`LeafBank.distance`).
+
+    Args:
+        leaf: float32 (4, C, C) premultiplied RGBA canvas.
+
+    Returns:
+        uint8 (C + 2p, C + 2p), p = :data:`DISTANCE_PAD`.
+    """
+    p = DISTANCE_PAD
+    support = np.pad(leaf.max(axis=0) > 0, p)
+    if not support.any():
+        return np.full(support.shape, 255, dtype=np.uint8)
+    # exact Euclidean distance (Felzenszwalb's algorithm) to the nearest zero: the support
+    d = cv2.distanceTransform((~support).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    return np.minimum(np.floor(d * DISTANCE_SCALE), 255).astype(np.uint8)
 
 
 def build_leaf_bank(
@@ -142,11 +180,13 @@ def build_leaf_bank(
         images[i, :, oy : oy + h, ox : ox + w] = a.transpose(2, 0, 1)
         shift[i] = (ox + w / 2 - canvas / 2, oy + h / 2 - canvas / 2)
         extent[i] = support_radius(a[..., 3])
+    distance = np.stack([support_distance(img) for img in images])
     return LeafBank(
         torch.from_numpy(images).to(device),
         torch.from_numpy(shift).to(device),
         len(sizes),
         torch.from_numpy(extent).to(device),
+        torch.from_numpy(distance).to(device),
     )
 
 

@@ -113,7 +113,7 @@ class BatchEvaluator:
         self.host_extent = prep.bank.extent.cpu().numpy()
         self.host_group = None if prep.bank_group is None else prep.bank_group.cpu().numpy()
 
-    def _host_entry(self, d: dict[str, np.ndarray]) -> np.ndarray:
+    def host_entry(self, d: dict[str, np.ndarray]) -> np.ndarray:
         """The bank entry of each decoded trial, on the host (as :func:`placement_tensors`
         computes it on the device), so grouping by entry needs no device sync."""
         prep = self.prep
@@ -152,7 +152,7 @@ class BatchEvaluator:
             with torch.inference_mode():
                 images, occ = composite_pooled(
                     prep.stack, prep.bank, sign, entry, x, y, angle,
-                    host_entry=self._host_entry(d), host_extent=self.host_extent,
+                    host_entry=self.host_entry(d), host_extent=self.host_extent,
                 )
         else:
             images, occ, _ = composite_trials(prep, d)
