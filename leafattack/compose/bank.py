@@ -124,9 +124,9 @@ class LeafBank:
 
 
 DISTANCE_PAD = 6
-"""Pixels of padding around the canvas in :attr:`LeafBank.distance` (more than any
-distance the compositor asks about for its pooling factors up to 4, so a point outside
-the padded map is farther than that from the leaf)."""
+"""Pixels of padding around the canvas in :attr:`LeafBank.distance`: more than any
+distance the compositor asks about for pooling factors up to 6 (larger factors sample
+every block), so a point outside the padded map is farther than that from the leaf."""
 
 DISTANCE_SCALE = 16
 """:attr:`LeafBank.distance` holds ``floor(distance * DISTANCE_SCALE)``, capped at 255."""

@@ -320,7 +320,7 @@ def composite_pooled_window(
     linear, so the pooled composite is the pooled clean sign plus the pooled change inside a
     window around the leaf, aligned to the pooling blocks. Only that window is warped, which
     makes small leaves cheap; on a CPU, only the window's blocks the rotated leaf can reach
-    (:func:`reachable_blocks`, about 40% of them for the shipped leaves) are sampled. On a
+    (:func:`reachable_blocks`, about half of them for the shipped leaves) are sampled. On a
     GPU every block of the window is sampled: counting the reachable ones would cost a
     host sync per call.
 
