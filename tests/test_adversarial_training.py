@@ -183,4 +183,4 @@ def test_adversarial_leaf_training_lowers_adaptive_success(tmp_path: Path) -> No
     plain = _adaptive_success(models["plain"], tmp_path / "s-plain")
     adv = _adaptive_success(models["adversarial"], tmp_path / "s-adv")
     assert adv[1] < plain[1]  # fewer signs fooled within the budget
-    assert adv[2] > plain[2]  # more signs robust (correct when clean and not fooled)  # more signs robust (correct when clean and not fooled)
+    assert adv[2] > plain[2]  # more signs robust (correct when clean and not fooled)
