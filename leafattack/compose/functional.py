@@ -267,8 +267,8 @@ def reachable_blocks(
         bool (N, ky*kx), blocks in window order (row-major), or None when the pooling
         factor is too large for :attr:`LeafBank.distance` to tell (every block counts).
     """
-    limit = (math.sqrt(2.0) * (f + 2) / 2.0 + 0.25) * DISTANCE_SCALE
-    if limit >= 255 or limit / DISTANCE_SCALE >= DISTANCE_PAD:
+    reach = math.sqrt(2.0) * (f + 2) / 2.0 + 0.25  # pixels; the map's cap (255) lies beyond
+    if reach >= DISTANCE_PAD:
         return None
     n = theta.shape[0]
     c = bank.canvas
@@ -282,7 +282,7 @@ def reachable_blocks(
     flat = pix[..., 1] * side + pix[..., 0]
     maps = bank.distance.view(bank.distance.shape[0], -1)
     near = maps[entry].gather(1, flat.t()) if entry.shape[0] == n else maps[entry[0]][flat.t()]
-    return inside.t() & (near < limit)
+    return inside.t() & (near < reach * DISTANCE_SCALE)
 
 
 def _reachable_first(reach: torch.Tensor) -> tuple[torch.Tensor, int]:
