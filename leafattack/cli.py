@@ -653,6 +653,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="trials table: trials.csv, or trials.parquet; auto (default): "
         "Parquet from 1,000,000 trials on",
     )
+    r.add_argument(
+        "--streams",
+        type=int,
+        help="batches computed at once on a CPU, each with a share of the threads "
+        "(default 0: automatic, 2 on a CPU; 1 for models that cannot run on two threads at "
+        "once); results do not depend on it",
+    )
     r.set_defaults(func=cmd_run)
 
     _add_search_parser(sub)

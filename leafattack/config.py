@@ -92,6 +92,12 @@ class RunConfig:
             (:mod:`leafattack.data.splits`).
         controls: neutral-occluder control kinds to run after the attack (``run
             --controls``; names as :func:`leafattack.api.run_controls` takes them).
+        trials_format: ``csv``, ``parquet`` or ``auto`` (by the run's size).
+        streams: batches computed at once on a CPU, each on its own thread with a share of
+            torch's threads (0 = automatic: two on a CPU, one on a GPU; see
+            :func:`leafattack.engine.evaluate.resolve_streams`). Results do not depend on
+            it; 1 restores one batch at a time with every thread (for a model whose forward
+            pass must not run on two threads at once).
     """
 
     signs: str = "builtin"
@@ -123,8 +129,13 @@ class RunConfig:
     split: str = "all"
     controls: tuple[str, ...] = ()
     trials_format: str = "auto"
+    streams: int = 0
 
     def __post_init__(self) -> None:
+        if not 0 <= self.streams <= 256:
+            raise LeafattackError(
+                f"streams={self.streams}: expected 0 (automatic) or 1..256 batches computed at once"
+            )
         if self.trials_format not in ("auto", "csv", "parquet"):
             raise LeafattackError(
                 f"trials_format={self.trials_format!r}: expected auto, csv or parquet"
@@ -224,6 +235,8 @@ class RunConfig:
             flat["split"] = self.split
         if self.trials_format != "auto":
             flat["trials_format"] = self.trials_format
+        if self.streams:
+            flat["streams"] = self.streams
         if self.scenes_per_sign:  # grid runs keep the keys (and run directory names) they had
             flat["leaves_per_scene"] = self.leaves_per_scene
             flat["scenes_per_sign"] = self.scenes_per_sign
@@ -336,6 +349,7 @@ def config_from_mapping(values: Mapping[str, Any], base: RunConfig | None = None
             "chunk_size",
             "leaves_per_scene",
             "scenes_per_sign",
+            "streams",
         ):
             run_kw[key] = _integer(value, key)
         elif key in ("min_confidence", "gpus_per_worker"):
@@ -611,10 +625,11 @@ class SearchConfig:
             or r.edges
             or r.executor != "local"
             or r.controls
+            or r.streams
         ):
             raise LeafattackError(
-                "a search takes no scenes_per_sign, edges, controls or executor settings (expected "
-                "leaves_per_scene, method and budget instead)"
+                "a search takes no scenes_per_sign, edges, controls, streams or executor settings "
+                "(expected leaves_per_scene, method and budget instead)"
             )
 
     def to_flat(self) -> dict[str, Any]:

@@ -255,3 +255,89 @@ def test_bad_format_is_refused() -> None:
     with pytest.raises(LeafattackError, match="trials_format"):
         RunConfig(trials_format="xlsx")
     assert os.path.basename(TRIALS_PARQUET) == "trials.parquet"
+
+
+def test_streams_give_the_bytes_of_one_stream(
+    runs: dict[str, leafattack.RunResult], signs4: Path, tmp_path: Path
+) -> None:
+    """Batches computed by several streams at once are written in trial order, and each
+    is computed whole: the table, summaries and best rows equal a one-stream run's."""
+    one = run(config(tmp_path / "one", signs4, streams=1, trials_format="csv"))
+    three = run(config(tmp_path / "three", signs4, streams=3, trials_format="csv"))
+    for name in ("trials.csv", "summary.csv", "best.csv"):
+        ref = (one.run_dir / name).read_bytes()
+        assert (three.run_dir / name).read_bytes() == ref, name
+        assert (runs["csv"].run_dir / name).read_bytes() == ref, name  # automatic streams
+
+
+def test_streams_run_on_their_own_threads_with_a_share_of_torchs(
+    monkeypatch: pytest.MonkeyPatch, signs4: Path, tmp_path: Path
+) -> None:
+    import threading
+
+    import torch
+
+    from leafattack.engine.evaluate import BatchEvaluator
+
+    seen: list[tuple[str, int]] = []
+    real = BatchEvaluator.evaluate
+
+    def recording(self: BatchEvaluator, k0: int, k1: int) -> object:
+        seen.append((threading.current_thread().name, torch.get_num_threads()))
+        return real(self, k0, k1)
+
+    monkeypatch.setattr(BatchEvaluator, "evaluate", recording)
+    before = torch.get_num_threads()
+    res = run(config(tmp_path / "s", signs4, streams=2))
+    assert torch.get_num_threads() == before  # restored
+    assert len(seen) == -(-res.n_trials // 64)
+    names = {name for name, _ in seen}
+    assert len(names) == 2 and all(n.startswith("leafattack-stream") for n in names)
+    assert {t for _, t in seen} == {max(1, before // 2)}
+
+
+def test_a_failing_batch_keeps_the_rows_before_it_and_resumes(
+    runs: dict[str, leafattack.RunResult], monkeypatch: pytest.MonkeyPatch, signs4: Path,
+    tmp_path: Path,
+) -> None:
+    """A batch that fails on one stream, while the other computes the next, is raised in
+    the caller's thread; the batches before it stay committed, and a resume completes the
+    table byte for byte."""
+    from leafattack.engine.evaluate import BatchEvaluator
+
+    real = BatchEvaluator.evaluate
+
+    def failing(self: BatchEvaluator, k0: int, k1: int) -> object:
+        if k0 == 128:
+            raise LeafattackError("model 'x' failed on a batch of 64 images: simulated")
+        return real(self, k0, k1)
+
+    monkeypatch.setattr(BatchEvaluator, "evaluate", failing)
+    cfg = config(tmp_path / "f", signs4, streams=2, trials_format="csv")
+    with pytest.raises(LeafattackError, match="simulated"):
+        run(cfg)
+    progress = json.loads((tmp_path / "f" / "progress.json").read_text())
+    assert progress["rows"] == 128
+    ref = (runs["csv"].run_dir / "trials.csv").read_bytes()
+    cut = 0
+    for _ in range(129):  # the header and 128 rows
+        cut = ref.index(b"\n", cut) + 1
+    assert (tmp_path / "f" / "trials.csv").read_bytes()[: progress["bytes"]] == ref[:cut]
+    monkeypatch.setattr(BatchEvaluator, "evaluate", real)
+    assert run(cfg).resumed_from == 128
+    assert (tmp_path / "f" / "trials.csv").read_bytes() == ref
+
+
+def test_bad_stream_counts_are_refused() -> None:
+    from leafattack.config import config_from_mapping
+
+    for bad in (-1, 257):
+        with pytest.raises(LeafattackError, match="streams"):
+            RunConfig(streams=bad)
+    assert config_from_mapping({"streams": 3}).streams == 3
+    with pytest.raises(LeafattackError, match="streams"):
+        config_from_mapping({"streams": "two"})
+    from leafattack.config import SearchConfig
+
+    with pytest.raises(LeafattackError, match="streams"):  # a search runs one stream
+        SearchConfig(run=RunConfig(streams=2))

@@ -33,7 +33,7 @@ import dataclasses
 import logging
 import os
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -154,7 +154,9 @@ def _crash_if_flagged() -> None:
 # ----------------------------------------------------------------------------- the driver
 
 
-def ray_batches(prep: Prepared, plan: Plan, start: int) -> Iterator[tuple[int, bytes]]:
+def ray_batches(
+    prep: Prepared, plan: Plan, start: int
+) -> Generator[tuple[int, bytes], None, None]:
     """The Ray executor: yields ``(k1, csv_bytes)`` per chunk of active trials, in order.
 
     Args:

@@ -5,16 +5,18 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 from tqdm.auto import tqdm
 
 from leafattack import schema
-from leafattack.engine.evaluate import leaf_rows, local_batches
+from leafattack.engine.evaluate import leaf_rows, local_batches, resolve_streams, torch_threads
 from leafattack.engine.preparation import Prepared
 from leafattack.errors import LeafattackError
 from leafattack.grid import Plan, ScenePlan
@@ -37,7 +39,9 @@ LEAVES_FILE = "leaves.csv"
 """The leaves of each scene of a multi-leaf run (LEAF_COLUMNS)."""
 
 
-def remote_batches(prep: Prepared, plan: Plan, start: int) -> Iterator[tuple[int, bytes]]:
+def remote_batches(
+    prep: Prepared, plan: Plan, start: int
+) -> Generator[tuple[int, bytes], None, None]:
     """The Ray executor's batches (same contract as :func:`local_batches`)."""
     try:
         from leafattack.engine.distributed import ray_batches
@@ -152,13 +156,21 @@ def execute_trials(
         writer = BackgroundWriter(
             table, dtypes=dtypes, commit_rows=commit_rows(config.batch_size, fmt), observe=observe
         )
-        batches: Iterator[tuple[int, Any]] = (
-            local_batches(prep, plan, done)
+        streams, threads = (
+            resolve_streams(config.streams, prep.sign_images.device)
+            if config.executor == "local"
+            else (1, torch.get_num_threads())
+        )
+        if streams > 1:
+            log.debug("%d batches at once, %d torch thread(s) each", streams, threads)
+        batches: Generator[tuple[int, Any], None, None] = (
+            local_batches(prep, plan, done, streams)
             if config.executor == "local"
             else remote_batches(prep, plan, done)
         )
         try:
-            with tqdm(
+            # closing: a failing write stops the streams before the threads are restored
+            with torch_threads(threads), closing(batches), tqdm(
                 total=plan.total_active,
                 initial=done,
                 unit="trial",
