@@ -341,3 +341,16 @@ def test_bad_stream_counts_are_refused() -> None:
 
     with pytest.raises(LeafattackError, match="streams"):  # a search runs one stream
         SearchConfig(run=RunConfig(streams=2))
+
+
+def test_stream_resolution_shares_the_threads() -> None:
+    import torch
+
+    from leafattack.engine.evaluate import resolve_streams
+
+    t = torch.get_num_threads()
+    assert resolve_streams(0, torch.device("cuda")) == (1, t)  # a GPU: one stream
+    assert resolve_streams(5, torch.device("cuda")) == (1, t)
+    assert resolve_streams(0, torch.device("cpu")) == (min(2, t), max(1, t // min(2, t)))
+    assert resolve_streams(3, torch.device("cpu")) == (3, max(1, t // 3))
+    assert resolve_streams(1, torch.device("cpu")) == (1, t)

@@ -38,7 +38,6 @@ from typing import Any, Final
 
 import numpy as np
 import pandas as pd
-import statsmodels.api as sm
 from scipy import special, stats
 
 from leafattack.analysis.cluster import cluster_bootstrap_auc_ci
@@ -406,10 +405,14 @@ def logistic_fit(
         groups = pd.factorize(np.asarray(clusters)[keep])[0]
         if np.unique(groups).size >= 2:
             cov = {"cov_type": "cluster", "cov_kwds": {"groups": groups}}
+    # imported here: statsmodels costs seconds and about 150 MB on import, and most
+    # commands (a plain run among them) never fit a logistic model
+    from statsmodels.discrete.discrete_model import Logit
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # convergence chatter; the result is checked below
         try:
-            result = sm.Logit(y, design).fit(disp=0, maxiter=100, **cov)
+            result = Logit(y, design).fit(disp=0, maxiter=100, **cov)
         except (np.linalg.LinAlgError, ValueError):
             return nan
     slope = float(result.params[1])

@@ -343,7 +343,7 @@ def resolve_streams(requested: int, device: torch.device) -> tuple[int, int]:
 
     A stream computes whole batches (composite, classify, judge) on its own thread. On a
     CPU, small classifiers scale poorly over torch's intra-op threads (the default
-    LISA-CNN runs 1.65x faster on two threads than on one, 2 cores, 2026-12-02), so
+    LISA-CNN runs about 1.75x faster on two threads than on one, 2 cores, 2026-12-02), so
     several single-threaded streams classify more images a second than one stream using
     every thread, and the compositing of one stream overlaps the other's forward pass.
     ``requested`` 0 is automatic: two streams on a CPU with at least two torch threads,
