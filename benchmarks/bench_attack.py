@@ -87,7 +87,8 @@ def bare_rate(
 def ratio(args: argparse.Namespace, grid: str) -> dict[str, object]:
     side = 5 if grid == "default" else positions_for(float(grid))
     slice_n = args.bare_trials
-    streams, _ = resolve_streams(args.streams, resolve_device(args.device))
+    dev = resolve_device(args.device)
+    streams, _ = resolve_streams(args.streams, dev, builtin=load_model(args.model, dev).builtin)
     kinds = sorted({1, streams})  # bare inference one batch at a time, and as the run's streams
 
     def slices() -> dict[int, list[tuple[float, float]]]:
@@ -151,7 +152,7 @@ def memory(args: argparse.Namespace, trials: float) -> dict[str, object]:
             "import json,resource,leafattack;from leafattack.grid import GridSpec;"
             f"r=leafattack.run(leafattack.RunConfig(model={args.memory_model!r},"
             f"out={tmp!r}+'/big',grid=GridSpec(positions=({side},{side})),quiet=True,"
-            f"batch_size={args.batch_size},device={args.device!r},"
+            f"batch_size={args.batch_size},device={args.device!r},streams={args.streams},"
             f"sign_size={args.memory_sign_size},trials_format={args.format!r}));"
             "print(json.dumps({'trials':r.n_trials,'seconds':r.seconds,"
             "'rss':resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))"
@@ -207,7 +208,7 @@ def main() -> None:
         "torch": torch.__version__,
         "model": args.model,
         "batch_size": args.batch_size,
-        "streams": resolve_streams(args.streams, resolve_device(args.device)),
+        "streams_requested": args.streams,
         "format": args.format,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }

@@ -657,8 +657,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--streams",
         type=int,
         help="batches computed at once on a CPU, each with a share of the threads "
-        "(default 0: automatic, 2 on a CPU; 1 for models that cannot run on two threads at "
-        "once); results do not depend on it",
+        "(default 0: automatic, 2 on a CPU for the built-in architectures, else 1); more "
+        "than 1 runs the model's forward pass on several threads at once",
     )
     r.set_defaults(func=cmd_run)
 

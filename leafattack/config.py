@@ -94,10 +94,10 @@ class RunConfig:
             --controls``; names as :func:`leafattack.api.run_controls` takes them).
         trials_format: ``csv``, ``parquet`` or ``auto`` (by the run's size).
         streams: batches computed at once on a CPU, each on its own thread with a share of
-            torch's threads (0 = automatic: two on a CPU, one on a GPU; see
-            :func:`leafattack.engine.evaluate.resolve_streams`). Results do not depend on
-            it; 1 restores one batch at a time with every thread (for a model whose forward
-            pass must not run on two threads at once).
+            torch's threads (0 = automatic: two on a CPU for a built-in architecture, else
+            one; see :func:`leafattack.engine.evaluate.resolve_streams`). Each batch is
+            computed whole and written in order; 1 is one batch at a time with every
+            thread.
     """
 
     signs: str = "builtin"

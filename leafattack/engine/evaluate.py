@@ -338,7 +338,9 @@ def evaluate_range(prep: Prepared, plan: Plan, k0: int, k1: int) -> bytes:
     return b"".join(parts)
 
 
-def resolve_streams(requested: int, device: torch.device) -> tuple[int, int]:
+def resolve_streams(
+    requested: int, device: torch.device, *, builtin: bool = True
+) -> tuple[int, int]:
     """``(streams, torch threads per stream)`` of a local run.
 
     A stream computes whole batches (composite, classify, judge) on its own thread. On a
@@ -347,14 +349,20 @@ def resolve_streams(requested: int, device: torch.device) -> tuple[int, int]:
     several single-threaded streams classify more images a second than one stream using
     every thread, and the compositing of one stream overlaps the other's forward pass.
     ``requested`` 0 is automatic: two streams on a CPU with at least two torch threads,
-    sharing the threads; one on a GPU (its kernels run asynchronously already).
-    Results do not depend on the stream count (every batch is computed whole, by one
-    stream, from its trial range alone).
+    sharing the threads, for a built-in architecture (``builtin``; any other model may
+    keep state in its forward pass, so it gets one stream unless asked for more); one on
+    a GPU (its kernels run asynchronously already).
+
+    Every batch is computed whole, by one stream, from its trial range alone, and batches
+    are written in order, so the stream count changes the output only where a kernel's
+    rounding depends on its thread count (the built-in models' outputs do not, on one or
+    two threads: tested byte for byte; a float sum over a single trial's pixels split
+    across threads can differ in its last bit).
     """
     threads = torch.get_num_threads()
     if device.type != "cpu":
         return 1, threads
-    streams = requested or min(2, threads)
+    streams = requested or (min(2, threads) if builtin else 1)
     return streams, max(1, threads // streams)
 
 

@@ -157,7 +157,9 @@ def execute_trials(
             table, dtypes=dtypes, commit_rows=commit_rows(config.batch_size, fmt), observe=observe
         )
         streams, threads = (
-            resolve_streams(config.streams, prep.sign_images.device)
+            resolve_streams(
+                config.streams, prep.sign_images.device, builtin=prep.classifier.builtin
+            )
             if config.executor == "local"
             else (1, torch.get_num_threads())
         )

@@ -105,6 +105,12 @@ class Classifier:
         return len(self.class_names)
 
     @property
+    def builtin(self) -> bool:
+        """Whether the model is one of the built-in :data:`ARCHITECTURES` (by its recorded
+        ``arch``): a forward pass that keeps no state, safe on several threads at once."""
+        return self.arch in ARCHITECTURES
+
+    @property
     def device(self) -> torch.device:
         for p in self.module.parameters():
             return p.device
