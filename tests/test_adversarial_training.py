@@ -163,11 +163,13 @@ def _adaptive_success(model: Path, out: Path) -> tuple[float, int, int]:
 def test_adversarial_leaf_training_lowers_adaptive_success(tmp_path: Path) -> None:
     """LISA-CNN on the 16 built-in signs, 6 epochs of 48 variants per sign, seed 0: plainly
     and with the worst of 16 leaf scenes per training image. The search attacks each model
-    itself. Judged by signs, the unit of evidence: fewer fooled within the budget, more
-    robust. (The share of fooling queries is not asserted: the few signs still fooled can
-    be fooled by more of the queries. With 8 scenes the effect was within the run-to-run
-    spread: it flipped between CPUs, whose oneDNN kernels round differently; with 16 it
-    held for seeds 0, 1 and 2 on an AMD EPYC, 9/7/9 signs fooled plainly against 3/2/3.)"""
+    itself. Judged by signs, the unit of evidence: fewer signs fooled within the budget,
+    in number and as a share of the signs attacked (those correct when clean). (Neither
+    the share of fooling queries nor the robust count is asserted: the few signs still
+    fooled can be fooled by more queries, and on a Zen 3 VM (AVX2) the adversarial model
+    was correct on fewer clean signs, 12 against 15, so it left 7 robust against 8. On an
+    AMD EPYC with AVX-512, seeds 0, 1 and 2 fooled 9/7/9 signs plainly against 3/2/3; on
+    the Zen 3 VM seed 0 fooled 7 of 15 against 5 of 12.)"""
     models = {}
     for name, m in (("plain", 0), ("adversarial", 16)):
         cfg = TrainConfig(
@@ -183,4 +185,5 @@ def test_adversarial_leaf_training_lowers_adaptive_success(tmp_path: Path) -> No
     plain = _adaptive_success(models["plain"], tmp_path / "s-plain")
     adv = _adaptive_success(models["adversarial"], tmp_path / "s-adv")
     assert adv[1] < plain[1]  # fewer signs fooled within the budget
-    assert adv[2] > plain[2]  # more signs robust (correct when clean and not fooled)
+    attacked = {name: r[1] + r[2] for name, r in (("plain", plain), ("adv", adv))}
+    assert adv[1] / attacked["adv"] < plain[1] / attacked["plain"]  # a smaller share of them
