@@ -73,7 +73,7 @@ def bare_rate(
     def one(m: int) -> None:
         clf.predict_proba(x[:m]).cpu()
 
-    threads = max(1, torch.get_num_threads() // streams)
+    streams, threads = resolve_streams(streams, clf.device)  # the run's share of threads
     with torch_threads(threads), ThreadPoolExecutor(streams) as pool:
         list(pool.map(one, sizes[:streams]))  # warm-up of every stream's thread
         t0, c0 = time.perf_counter(), time.process_time()

@@ -7,17 +7,20 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 import leafattack
 from leafattack.analysis.cluster import BootSpec
 from leafattack.analysis.summary import strongest, summarise
 from leafattack.api import run
-from leafattack.config import RunConfig
+from leafattack.config import RunConfig, SearchConfig, config_from_mapping
+from leafattack.engine.evaluate import BatchEvaluator, resolve_streams
 from leafattack.errors import LeafattackError
 from leafattack.grid import GridSpec
 from leafattack.rundir import (
@@ -272,12 +275,6 @@ def test_streams_give_the_bytes_of_one_stream(model: str, signs4: Path, tmp_path
 def test_streams_run_on_their_own_threads_with_a_share_of_torchs(
     monkeypatch: pytest.MonkeyPatch, signs4: Path, tmp_path: Path
 ) -> None:
-    import threading
-
-    import torch
-
-    from leafattack.engine.evaluate import BatchEvaluator
-
     seen: list[tuple[str, int]] = []
     real = BatchEvaluator.evaluate
 
@@ -302,8 +299,6 @@ def test_a_failing_batch_keeps_the_rows_before_it_and_resumes(
     """A batch that fails on one stream, while the other computes the next, is raised in
     the caller's thread; the batches before it stay committed, and a resume completes the
     table byte for byte."""
-    from leafattack.engine.evaluate import BatchEvaluator
-
     real = BatchEvaluator.evaluate
 
     def failing(self: BatchEvaluator, k0: int, k1: int) -> object:
@@ -328,25 +323,17 @@ def test_a_failing_batch_keeps_the_rows_before_it_and_resumes(
 
 
 def test_bad_stream_counts_are_refused() -> None:
-    from leafattack.config import config_from_mapping
-
     for bad in (-1, 257):
         with pytest.raises(LeafattackError, match="streams"):
             RunConfig(streams=bad)
     assert config_from_mapping({"streams": 3}).streams == 3
     with pytest.raises(LeafattackError, match="streams"):
         config_from_mapping({"streams": "two"})
-    from leafattack.config import SearchConfig
-
     with pytest.raises(LeafattackError, match="streams"):  # a search runs one stream
         SearchConfig(run=RunConfig(streams=2))
 
 
 def test_stream_resolution_shares_the_threads() -> None:
-    import torch
-
-    from leafattack.engine.evaluate import resolve_streams
-
     t = torch.get_num_threads()
     assert resolve_streams(0, torch.device("cuda")) == (1, t)  # a GPU: one stream
     assert resolve_streams(5, torch.device("cuda")) == (1, t)

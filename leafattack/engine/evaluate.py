@@ -370,9 +370,6 @@ def resolve_streams(
 def torch_threads(n: int) -> Iterator[None]:
     """Set torch's intra-op thread count to ``n`` inside the block (restored after)."""
     before = torch.get_num_threads()
-    if n == before:
-        yield
-        return
     torch.set_num_threads(n)
     try:
         yield

@@ -156,20 +156,17 @@ def execute_trials(
         writer = BackgroundWriter(
             table, dtypes=dtypes, commit_rows=commit_rows(config.batch_size, fmt), observe=observe
         )
-        streams, threads = (
-            resolve_streams(
+        batches: Generator[tuple[int, Any], None, None]
+        if config.executor == "local":
+            streams, threads = resolve_streams(
                 config.streams, prep.sign_images.device, builtin=prep.classifier.builtin
             )
-            if config.executor == "local"
-            else (1, torch.get_num_threads())
-        )
-        if streams > 1:
-            log.debug("%d batches at once, %d torch thread(s) each", streams, threads)
-        batches: Generator[tuple[int, Any], None, None] = (
-            local_batches(prep, plan, done, streams)
-            if config.executor == "local"
-            else remote_batches(prep, plan, done)
-        )
+            if streams > 1:
+                log.debug("%d batches at once, %d torch thread(s) each", streams, threads)
+            batches = local_batches(prep, plan, done, streams)
+        else:
+            threads = torch.get_num_threads()
+            batches = remote_batches(prep, plan, done)
         try:
             # closing: a failing write stops the streams before the threads are restored
             with torch_threads(threads), closing(batches), tqdm(

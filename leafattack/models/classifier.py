@@ -88,10 +88,10 @@ class Classifier:
         channels_last: bool | None = None,
     ) -> None:
         self.module = module.eval()
-        self.channels_last = arch in ARCHITECTURES if channels_last is None else channels_last
+        self.arch = arch
+        self.channels_last = self.builtin if channels_last is None else channels_last
         self.class_names: tuple[str, ...] = tuple(class_names)
         self.preprocess = preprocess
-        self.arch = arch
         self.metadata: dict[str, Any] = dict(metadata or {})
         self.fingerprint = fingerprint or module_fingerprint(module)
         if len(set(self.class_names)) != len(self.class_names):
