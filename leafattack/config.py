@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import numbers
 import os
 import re
 import tomllib
@@ -132,7 +133,9 @@ class RunConfig:
     streams: int = 0
 
     def __post_init__(self) -> None:
-        if not 0 <= self.streams <= 256:
+        if isinstance(self.streams, bool) or not isinstance(self.streams, numbers.Integral) or not (
+            0 <= self.streams <= 256
+        ):
             raise LeafattackError(
                 f"streams={self.streams}: expected 0 (automatic) or 1..256 batches computed at once"
             )

@@ -1,10 +1,12 @@
 """Fixtures shared by the whole suite: the tests folder on ``sys.path`` (for the weight-free
-model specs ``fixture_models:NAME``), a small manifest folder of four built-in signs, and an
-OpenCV per-trial compositor that shares no code with :mod:`leafattack.compose`."""
+model specs ``fixture_models:NAME``), a small manifest folder of four built-in signs, an
+OpenCV per-trial compositor that shares no code with :mod:`leafattack.compose`, and
+hypothesis's profiles (derandomised unless ``HYPOTHESIS_PROFILE=explore``)."""
 
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -14,6 +16,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from hypothesis import settings
+
+# Property tests draw their examples from a fixed seed by default, so a run of the suite is
+# reproducible like every other output of the project; ``HYPOTHESIS_PROFILE=explore``
+# draws fresh examples each run (and keeps hypothesis's example database) to hunt for new
+# counterexamples. Each test's own @settings (examples, deadline) still apply.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.register_profile("explore", derandomize=False, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 TESTS = Path(__file__).resolve().parent
 if str(TESTS) not in sys.path:

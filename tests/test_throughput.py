@@ -329,6 +329,10 @@ def test_bad_stream_counts_are_refused() -> None:
     assert config_from_mapping({"streams": 3}).streams == 3
     with pytest.raises(LeafattackError, match="streams"):
         config_from_mapping({"streams": "two"})
+    with pytest.raises(LeafattackError, match="streams"):
+        RunConfig(streams=1.5)  # type: ignore[arg-type]
+    with pytest.raises(LeafattackError, match="streams"):
+        RunConfig(streams=True)
     with pytest.raises(LeafattackError, match="streams"):  # a search runs one stream
         SearchConfig(run=RunConfig(streams=2))
 
