@@ -53,6 +53,25 @@ def test_eot_over_identity_views_is_the_plain_search(
     assert f"eot = {m}" in cfg and "eot" not in (plain.run_dir / "config.toml").read_text()
 
 
+def test_search_report_counts_an_eot_search_in_queries(
+    plain: api.SearchResult, tmp_path: Path, signs4: Path
+) -> None:
+    """An EOT search over identity views is the plain search at budget // M queries, so its
+    report's curve (in queries, the unit of first_success) is the plain search's, not
+    stretched over the budget in model evaluations."""
+    from leafattack.report.search import fooled_by_budget, load_search, write_search_report
+
+    res = api.search(search_config(tmp_path / "eot", signs4, method="evolution", budget=48 * 3,
+                                   eot=3, view_spec="identity", leaves_per_scene=2))
+    run, ref = load_search(res.run_dir), load_search(plain.run_dir)
+    assert (run.budget, run.eot, run.queries) == (144, 3, 48) and ref.queries == 48
+    pd.testing.assert_frame_equal(fooled_by_budget(run), fooled_by_budget(ref))
+    assert fooled_by_budget(run)["budget"].max() == 48
+    page = write_search_report(res.run_dir).read_text()
+    assert "<td>144</td><td>3</td><td>48</td>" in page
+    assert run.label == "evolution (K=2, EOT 3)" and ref.label == "evolution (K=2)"
+
+
 def test_eot_judge_matches_a_per_view_reference() -> None:
     gen = torch.Generator().manual_seed(0)
     b, m, c = 5, 4, 6

@@ -49,10 +49,23 @@ class SearchRun:
 
     path: Path
     method: str
-    budget: int
+    budget: int  # model evaluations per sign
     leaves_per_scene: int
     n_signs: int  # signs in the run (attacked or not)
     best: pd.DataFrame  # SEARCH_BEST_COLUMNS
+    eot: int = 1  # views judging each query (``search --eot M``): a query costs M evaluations
+
+    @property
+    def queries(self) -> int:
+        """Queries per sign: the budget in model evaluations over the views per query
+        (``first_success`` and ``queries_used`` count queries)."""
+        return max(1, self.budget // self.eot)
+
+    @property
+    def label(self) -> str:
+        """The run's legend label: method, leaves per scene, and views when EOT."""
+        eot = f", EOT {self.eot}" if self.eot > 1 else ""
+        return f"{self.method} (K={self.leaves_per_scene}{eot})"
 
 
 def search_dirs(path: Path) -> list[Path]:
@@ -85,19 +98,22 @@ def load_search(path: Path) -> SearchRun:
         raise LeafattackError(f"{path}: unreadable search tables ({exc})") from None
     return SearchRun(
         path, str(cfg.get("method", "?")), int(cfg.get("budget", 1)),
-        int(cfg.get("leaves_per_scene", 1)), len(clean), best,
+        int(cfg.get("leaves_per_scene", 1)), len(clean), best, int(cfg.get("eot", 1)),
     )
 
 
 def fooled_by_budget(run: SearchRun) -> pd.DataFrame:
-    """Signs fooled within each budget 1..budget (log-spaced), with Wilson 95% intervals.
+    """Signs fooled within each budget of 1..``run.queries`` queries (log-spaced), with
+    Wilson 95% intervals. With EOT a query is judged under M views, so the budgets are in
+    queries (model evaluations / M), the unit of ``first_success``.
 
     Returns:
-        columns ``budget``, ``fooled``, ``attacked``, ``rate``, ``ci_low``, ``ci_high``.
+        columns ``budget`` (queries), ``fooled``, ``attacked``, ``rate``, ``ci_low``,
+        ``ci_high``.
     """
     first = run.best["first_success"].to_numpy(np.int64)
     n = len(first)
-    budgets = np.unique(np.geomspace(1, max(1, run.budget), 60).round().astype(np.int64))
+    budgets = np.unique(np.geomspace(1, run.queries, 60).round().astype(np.int64))
     fooled = np.array([int(((first > 0) & (first <= b)).sum()) for b in budgets])
     lo, hi = wilson_interval(fooled, np.full(len(budgets), n))
     rate = fooled / n if n else np.full(len(budgets), np.nan)
@@ -112,13 +128,13 @@ def fig_fooled_vs_queries(runs: list[SearchRun]) -> Figure:
     ax = fig.subplots()
     for run in runs:
         c = fooled_by_budget(run)
-        label = f"{run.method} (K={run.leaves_per_scene})"
-        line = ax.plot(c["budget"], c["rate"], drawstyle="steps-post", label=label)[0]
+        line = ax.plot(c["budget"], c["rate"], drawstyle="steps-post", label=run.label)[0]
         ax.fill_between(c["budget"], c["ci_low"], c["ci_high"], step="post", alpha=0.18,
                         color=line.get_color(), linewidth=0)
     ax.set_xscale("log")
     ax.set_ylim(0, 1.02)
-    ax.set_xlabel("model queries per sign")
+    eot = any(r.eot > 1 for r in runs)
+    ax.set_xlabel("queries per sign" + (" (an EOT query is M model evaluations)" if eot else ""))
     ax.set_ylabel("share of attacked signs fooled")
     ax.set_title("Signs fooled against queries (bands: 95% Wilson interval over signs)")
     ax.grid(alpha=0.3)
@@ -130,11 +146,11 @@ def fig_fooled_vs_queries(runs: list[SearchRun]) -> Figure:
 def fig_queries_used(runs: list[SearchRun]) -> Figure:
     fig = Figure(figsize=(7.5, 3.6))
     ax = fig.subplots()
-    top = max(r.budget for r in runs)
+    top = max(r.queries for r in runs)
     bins = np.unique(np.geomspace(1, max(2, top + 1), 25).round())
     for run in runs:
         ax.hist(run.best["queries_used"], bins=bins.tolist(), histtype="step", linewidth=1.6,
-                label=f"{run.method} (K={run.leaves_per_scene})")
+                label=run.label)
     ax.set_xscale("log")
     ax.set_xlabel("queries used per sign (the budget when never fooled)")
     ax.set_ylabel("signs")
@@ -250,7 +266,8 @@ def _lasting(root: Path, folder: Path) -> list[str]:
 
 def _summary_table(runs: list[SearchRun]) -> str:
     head = (
-        "<table><tr><th>method</th><th>K</th><th>budget</th><th>signs attacked</th>"
+        "<table><tr><th>method</th><th>K</th><th>budget (model evaluations)</th>"
+        "<th>views per query (EOT)</th><th>queries per sign</th><th>signs attacked</th>"
         "<th>fooled</th><th>95% CI</th><th>median queries to success</th></tr>"
     )
     rows = []
@@ -261,7 +278,8 @@ def _summary_table(runs: list[SearchRun]) -> str:
         med = b.loc[b["success"], "first_success"].median() if k else float("nan")
         rows.append(
             f"<tr><td>{html.escape(run.method)}</td><td>{run.leaves_per_scene}</td>"
-            f"<td>{run.budget}</td><td>{n}</td><td>{k}</td>"
+            f"<td>{run.budget}</td><td>{run.eot}</td><td>{run.queries}</td><td>{n}</td>"
+            f"<td>{k}</td>"
             f"<td>[{float(lo):.0%}, {float(hi):.0%}]</td><td>{med:g}</td></tr>"
         )
     return head + "".join(rows) + "</table>"
