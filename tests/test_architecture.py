@@ -100,6 +100,7 @@ def test_property_tests_draw_the_same_examples_each_run() -> None:
 
     if os.environ.get("HYPOTHESIS_PROFILE", "ci") != "ci":
         pytest.skip("HYPOTHESIS_PROFILE chooses fresh examples on purpose")
+
     def draw() -> list[int]:
         drawn: list[int] = []
 
